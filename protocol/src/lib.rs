@@ -1,0 +1,3 @@
+//! Lienthong's pure protocol core: every type, encoding and check shared by agency nodes,
+//! central nodes and auditors. Nothing here does I/O or reads a clock: time, randomness
+//! and storage come in as arguments.
