@@ -4,4 +4,7 @@
 
 pub mod agency;
 pub mod cbor;
+pub mod content_id;
+pub mod envelope;
 pub mod keys;
+pub mod status;
