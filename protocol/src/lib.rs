@@ -7,4 +7,5 @@ pub mod cbor;
 pub mod content_id;
 pub mod envelope;
 pub mod keys;
+pub mod roster;
 pub mod status;
