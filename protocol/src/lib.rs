@@ -5,6 +5,7 @@
 pub mod agency;
 pub mod cbor;
 pub mod content_id;
+pub mod document;
 pub mod envelope;
 pub mod keys;
 pub mod roster;
