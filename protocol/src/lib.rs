@@ -10,3 +10,4 @@ pub mod envelope;
 pub mod keys;
 pub mod roster;
 pub mod status;
+pub mod relay;
