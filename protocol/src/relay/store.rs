@@ -28,13 +28,17 @@ pub enum Column {
     Statuses,
     /// sender ‖ 0x00 ‖ seq (u64 BE) → `Equivocation` (CBOR): two signed envelopes, same seq.
     Evidence,
+    /// payload id (32) → sealed manifest bytes: external payloads held here.
+    Payloads,
+    /// chunk id (32) → ciphertext chunk: stored once however many payloads share it.
+    Chunks,
     /// name → value: small node-wide values (roster, counters).
     Meta,
 }
 
 impl Column {
     /// Every column, in a fixed order.
-    pub const ALL: [Column; 9] = [
+    pub const ALL: [Column; 11] = [
         Self::Envelopes,
         Self::Deliveries,
         Self::Inbox,
@@ -43,6 +47,8 @@ impl Column {
         Self::SenderSeq,
         Self::Statuses,
         Self::Evidence,
+        Self::Payloads,
+        Self::Chunks,
         Self::Meta,
     ];
 
@@ -57,6 +63,8 @@ impl Column {
             Self::SenderSeq => "sender_seq",
             Self::Statuses => "statuses",
             Self::Evidence => "evidence",
+            Self::Payloads => "payloads",
+            Self::Chunks => "chunks",
             Self::Meta => "meta",
         }
     }
@@ -69,6 +77,13 @@ pub enum StoreOp {
     Put { column: Column, key: Vec<u8>, value: Vec<u8> },
     /// Remove (no error if absent).
     Delete { column: Column, key: Vec<u8> },
+}
+
+/// Read access to what is durable (or committed in order before): the relay core reads
+/// through it, after its own overlay of batches not yet committed.
+pub trait StoreView {
+    /// The value at `key`, if any.
+    fn get(&self, column: Column, key: &[u8]) -> Option<Vec<u8>>;
 }
 
 /// Writes that must become durable together, atomically, before the effects that depend
