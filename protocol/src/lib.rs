@@ -8,4 +8,7 @@ pub mod envelope;
 pub mod keys;
 pub mod rfc6962;
 pub mod roster;
+pub mod signed_note;
 pub mod status;
+pub mod tlog_checkpoint;
+pub mod tlog_cosignature;
