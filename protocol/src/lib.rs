@@ -12,3 +12,4 @@ pub mod signed_note;
 pub mod status;
 pub mod tlog_checkpoint;
 pub mod tlog_cosignature;
+pub mod tlog_tiles;
