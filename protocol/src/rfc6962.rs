@@ -64,6 +64,16 @@ pub enum ProofError {
         /// Node index at that level.
         index: u64,
     },
+    /// A range is not a subtree of a tree rooted at leaf 0 (misaligned start).
+    #[error(
+        "range [{start}, {end}) is not a Merkle subtree: start must be a multiple of the largest power of two not above its length"
+    )]
+    UnalignedRange {
+        /// First leaf of the range.
+        start: u64,
+        /// End of the range (exclusive).
+        end: u64,
+    },
     /// An encoded proof is not a whole number of 32-byte hashes.
     #[error("encoded proof length {len} is not a multiple of 32 bytes")]
     BadEncodingLength {
@@ -143,8 +153,9 @@ fn fetch<S: HashSource + ?Sized>(source: &S, level: u32, index: u64) -> Result<H
 /// RFC 9162 proofs has this shape. Reads one node per set bit of `end - start`.
 ///
 /// # Errors
-/// [`ProofError::MissingNode`] if the source lacks a needed node; an empty range has no hash and
-/// returns [`EMPTY_ROOT`].
+/// [`ProofError::MissingNode`] if the source lacks a needed node;
+/// [`ProofError::UnalignedRange`] if the range is not a subtree. An empty range returns
+/// [`EMPTY_ROOT`].
 pub fn subtree_root<S: HashSource + ?Sized>(
     source: &S,
     start: u64,
@@ -153,6 +164,10 @@ pub fn subtree_root<S: HashSource + ?Sized>(
     let len = end.saturating_sub(start);
     if len == 0 {
         return Ok(EMPTY_ROOT);
+    }
+    let top = 1u64 << (63 - len.leading_zeros());
+    if !start.is_multiple_of(top) {
+        return Err(ProofError::UnalignedRange { start, end });
     }
     // Perfect subtrees from left (largest) to right (smallest); fold right to left.
     let mut parts: [Hash; 64] = [[0; 32]; 64];
@@ -810,6 +825,11 @@ mod tests {
             inclusion_proof(&src, 2, 3).unwrap(),
             t.inclusion_proof(2, 3).unwrap()
         );
+        assert_eq!(
+            subtree_root(&src, 1, 3),
+            Err(ProofError::UnalignedRange { start: 1, end: 3 })
+        );
+        assert_eq!(subtree_root(&src, 2, 3).unwrap(), t.leaf(2).unwrap());
         let none = |_: u8, _: u64| None;
         assert_eq!(
             root(&none, 1),
