@@ -1,6 +1,7 @@
 //! Lienthong's pure protocol core: every type, encoding and check shared by agency nodes,
 //! central nodes and auditors. Nothing here does I/O or reads a clock: time, randomness
 //! and storage come in as arguments.
+
 pub mod agency;
 pub mod cbor;
 pub mod content_id;
