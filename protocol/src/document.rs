@@ -462,7 +462,7 @@ pub fn example_document(from: &AgencyId, to: &[AgencyId], subject: &str) -> Docu
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::type_complexity)]
     use super::*;
 
     fn doc() -> Document {

@@ -195,13 +195,13 @@ impl EnvelopeBody {
         }
         let r = &self.routing;
         for (name, text) in [("routing.type", &r.doc_type), ("routing.due", &r.due)] {
-            if let Some(text) = text {
-                if text.is_empty() || text.len() > MAX_ROUTING_TEXT {
-                    return Err(field(
-                        name,
-                        format!("must be 1 to {MAX_ROUTING_TEXT} bytes"),
-                    ));
-                }
+            if let Some(text) = text
+                && (text.is_empty() || text.len() > MAX_ROUTING_TEXT)
+            {
+                return Err(field(
+                    name,
+                    format!("must be 1 to {MAX_ROUTING_TEXT} bytes"),
+                ));
             }
         }
         if r.priority > 4 {
@@ -210,13 +210,13 @@ impl EnvelopeBody {
                 format!("{} is above the highest priority 4", r.priority),
             ));
         }
-        if let Some(due) = &r.due {
-            if !is_iso_date(due) {
-                return Err(field(
-                    "routing.due",
-                    format!("{due:?} is not a date YYYY-MM-DD"),
-                ));
-            }
+        if let Some(due) = &r.due
+            && !is_iso_date(due)
+        {
+            return Err(field(
+                "routing.due",
+                format!("{due:?} is not a date YYYY-MM-DD"),
+            ));
         }
         match self.kind {
             Kind::Status => {
@@ -262,13 +262,13 @@ impl EnvelopeBody {
                 }
             }
         }
-        if let Payload::Inline { manifest, chunk } = &self.payload {
-            if manifest.len() + chunk.len() > MAX_INLINE_PAYLOAD {
-                return Err(field(
-                    "payload",
-                    format!("inline payload above {MAX_INLINE_PAYLOAD} bytes"),
-                ));
-            }
+        if let Payload::Inline { manifest, chunk } = &self.payload
+            && manifest.len() + chunk.len() > MAX_INLINE_PAYLOAD
+        {
+            return Err(field(
+                "payload",
+                format!("inline payload above {MAX_INLINE_PAYLOAD} bytes"),
+            ));
         }
         Ok(())
     }
@@ -415,7 +415,12 @@ fn version_of(body_bytes: &[u8]) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        clippy::type_complexity,
+        clippy::needless_range_loop
+    )]
     use super::*;
     use rand_core::SeedableRng;
 

@@ -520,7 +520,12 @@ impl KeyFile {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        clippy::type_complexity,
+        clippy::needless_range_loop
+    )]
     use super::*;
     use rand_core::SeedableRng;
 

@@ -280,13 +280,13 @@ impl Roster {
             for addr in &a.addrs {
                 check_text(&at("addrs"), addr)?;
             }
-            if let AgencyState::SucceededBy(successor) = &a.state {
-                if successor == &a.id || self.agency(successor).is_none() {
-                    return Err(field_err(
-                        at("state"),
-                        "the successor must be another agency in the roster",
-                    ));
-                }
+            if let AgencyState::SucceededBy(successor) = &a.state
+                && (successor == &a.id || self.agency(successor).is_none())
+            {
+                return Err(field_err(
+                    at("state"),
+                    "the successor must be another agency in the roster",
+                ));
             }
         }
         if self.central.len() > MAX_CENTRAL_NODES {
@@ -494,7 +494,12 @@ impl RosterBook {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        clippy::type_complexity,
+        clippy::needless_range_loop
+    )]
     use super::*;
     use crate::keys::EncryptionSecret;
     use rand_core::SeedableRng;

@@ -74,7 +74,11 @@ impl Column {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreOp {
     /// Insert or overwrite.
-    Put { column: Column, key: Vec<u8>, value: Vec<u8> },
+    Put {
+        column: Column,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
     /// Remove (no error if absent).
     Delete { column: Column, key: Vec<u8> },
 }
