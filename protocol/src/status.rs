@@ -150,7 +150,8 @@ impl<'de> Deserialize<'de> for StatusCode {
 }
 
 /// Where a (document, recipient) pair stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Stage {
     /// Sent; the recipient has not confirmed arrival.
     Sent,
@@ -171,7 +172,8 @@ impl fmt::Display for Stage {
 }
 
 /// The status history of one recipient's copy of a document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StatusChain {
     /// The processing stage.
     pub stage: Stage,

@@ -3,4 +3,12 @@
 //! returning actions. No I/O, clock or randomness inside: the node drives it over libp2p
 //! and RocksDB, the simulator over an in-memory network and store.
 
+mod core;
+pub mod records;
 pub mod store;
+pub mod wire;
+
+pub use self::core::{
+    Action, Event, Outcome, Relay, RelayConfig, RelayError, StatusPost, Submission, Tenant,
+    Verdict, unit_topic,
+};

@@ -1,0 +1,1627 @@
+//! [`Relay`]: the sans-I/O state machine that holds lienthong's delivery promise for the
+//! agencies (tenants) hosted on one node.
+//!
+//! The driver calls [`Relay::handle`] with an [`Event`], the current time and a read view
+//! of the committed store, then drains [`Relay::poll_action`]. Effects that promise
+//! something to someone else (the DMS's acknowledgement, a receipt, a 01 status, an inbox
+//! notification, a custody acknowledgement) are held back until the batch they depend on
+//! is reported durable with [`Event::Committed`]. Reads go through an overlay of batches
+//! issued but not yet committed, so the core always sees its own writes.
+//!
+//! Delivery, in short (DESIGN §5): a submitted envelope is stored with one `Deliveries`
+//! record per recipient, pushed to each recipient's node and retried with backoff until
+//! the recipient's node answers with its signed 01 (documents) or a stored receipt
+//! (statuses). Recipients that have not confirmed after `custody_after_ms` get custodians
+//! (central nodes and the recipient's parent node), which hold the envelope and retry on
+//! their own until the recipient confirms, so the sender may go offline. A receiving node
+//! verifies everything, deduplicates by content id, stores, surfaces to the inbox once and
+//! answers with a signed 01.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::agency::AgencyId;
+use crate::content_id::ContentId;
+use crate::envelope::{ENVELOPE_VERSION, EnvelopeBody, Kind, Payload, Routing, SignedEnvelope};
+use crate::keys::SigningKey;
+use crate::roster::Roster;
+use crate::status::{Party, StatusChain, StatusCode, StatusError};
+
+use super::records::{
+    self, ChainHead, DeliveryRecord, Equivocation, Role, SeenRecord, StatusEntry, StatusRecord,
+    agency_seq_key, id_agency_key,
+};
+use super::store::{Batch, Column, StoreOp, StoreView};
+use super::wire::{Receipt, Wire};
+
+/// Tunables; every bound the core enforces is here.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// This node's peer id (as listed in the roster).
+    pub node: String,
+    /// Ask custodians when a recipient has not confirmed after this long.
+    pub custody_after_ms: u64,
+    /// Custodians to hand an unconfirmed envelope to.
+    pub custodians: usize,
+    /// First retry delay.
+    pub retry_base_ms: u64,
+    /// Longest retry delay.
+    pub retry_max_ms: u64,
+    /// Envelopes older than this are refused and pending deliveries expire.
+    pub max_age_ms: u64,
+    /// Tolerated clock skew for envelopes from the future.
+    pub max_skew_ms: u64,
+    /// Delay before a node pushes its 01 itself (the receipt usually carries it first).
+    pub status_push_delay_ms: u64,
+    /// Most pending deliveries (own outbox and custody) held at once.
+    pub max_deliveries: usize,
+    /// Most custody deliveries held for one sender.
+    pub max_custody_per_sender: usize,
+    /// Most envelopes waiting for their payload.
+    pub max_waiting_payloads: usize,
+    /// Most pushes sent per call of the delivery loop (the rest wait for the next tick).
+    pub max_sends_per_tick: usize,
+    /// Inbound push budget per peer: burst size and refill per second.
+    pub peer_burst: u32,
+    pub peer_rate_per_s: u32,
+}
+
+impl RelayConfig {
+    /// Production defaults for node `node`.
+    pub fn new(node: impl Into<String>) -> Self {
+        Self {
+            node: node.into(),
+            custody_after_ms: 5_000,
+            custodians: 2,
+            retry_base_ms: 1_000,
+            retry_max_ms: 10 * 60_000,
+            max_age_ms: 90 * 24 * 3_600_000,
+            max_skew_ms: 10 * 60_000,
+            status_push_delay_ms: 2_000,
+            max_deliveries: 200_000,
+            max_custody_per_sender: 50_000,
+            max_waiting_payloads: 10_000,
+            max_sends_per_tick: 1_024,
+            peer_burst: 4_096,
+            peer_rate_per_s: 2_048,
+        }
+    }
+}
+
+/// A hosted agency and its signing key.
+#[derive(Debug)]
+pub struct Tenant {
+    pub id: AgencyId,
+    pub key: SigningKey,
+}
+
+/// A DMS's request to send.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// Chosen by the driver; echoed in [`Action::Completed`].
+    pub request: u64,
+    pub from: AgencyId,
+    /// Any kind but `Status` (see [`Event::PostStatus`]).
+    pub kind: Kind,
+    pub to: Vec<AgencyId>,
+    pub routing: Routing,
+    /// Already sealed by the driver (external payloads already stored in `Payloads`).
+    pub payload: Payload,
+}
+
+/// A tenant's status about a document.
+#[derive(Debug, Clone)]
+pub struct StatusPost {
+    pub request: u64,
+    pub tenant: AgencyId,
+    pub document: ContentId,
+    pub code: StatusCode,
+    /// For 13: the recipients asked (empty: all). Ignored otherwise (the sender is told).
+    pub to: Vec<AgencyId>,
+    /// Sealed detail (reason, assignee), or `Payload::None`.
+    pub payload: Payload,
+}
+
+/// What happens to the relay.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A DMS asks to send.
+    Submit(Submission),
+    /// A tenant posts a status (02–06, 15, 16 as recipient; 13 as sender).
+    PostStatus(StatusPost),
+    /// A relay message from an authenticated, allow-listed peer.
+    Message { peer: String, wire: Wire },
+    /// An envelope from gossip; answered with [`Action::GossipVerdict`].
+    Gossip {
+        peer: String,
+        message: u64,
+        envelope: Vec<u8>,
+    },
+    /// A peer connected: retry what is pending for it now.
+    PeerConnected { peer: String },
+    /// Batches up to and including this id are durable.
+    Committed { batch: u64 },
+    /// An external payload (manifest and every chunk) is now durable here.
+    PayloadStored { manifest: [u8; 32] },
+    /// A newer roster is in force.
+    RosterUpdated(Arc<Roster>),
+    /// Time passed (call at [`Relay::next_deadline`]).
+    Tick,
+}
+
+/// How a delivery ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The recipient confirmed (signed 01 or stored receipt).
+    Confirmed,
+    /// The recipient's node refused it for good.
+    Refused(String),
+    /// It was not confirmed within the maximum age.
+    Expired,
+    /// The recipient is no longer active in the roster.
+    RecipientGone(String),
+}
+
+/// Why a submission or status was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RelayError {
+    #[error("agency {0} is not hosted on this node")]
+    NotHosted(AgencyId),
+    #[error("{0}")]
+    Roster(String),
+    #[error("invalid envelope: {0}")]
+    Invalid(String),
+    #[error("too many pending deliveries ({0}); try again later")]
+    Busy(usize),
+    #[error("unknown document {0}")]
+    UnknownDocument(ContentId),
+    #[error(transparent)]
+    Transition(#[from] StatusError),
+    #[error("store: {0}")]
+    Store(String),
+}
+
+/// Verdict on a gossiped envelope (for gossipsub's validation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: forward it.
+    Accept,
+    /// Invalid: drop it and penalise the peer.
+    Reject,
+    /// Valid but not worth forwarding (duplicate, expired).
+    Ignore,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Write this batch atomically with sync, then report [`Event::Committed`].
+    Persist(Batch),
+    /// Send a relay message.
+    Send { peer: String, wire: Wire },
+    /// Publish an envelope on a gossip topic.
+    Publish { topic: String, envelope: Vec<u8> },
+    /// Answer a submission or status post (only after it is durable).
+    Completed {
+        request: u64,
+        result: Result<ContentId, RelayError>,
+    },
+    /// A tenant's inbox gained an entry (durable).
+    Delivered {
+        tenant: AgencyId,
+        id: ContentId,
+        position: u64,
+    },
+    /// Fetch an external payload (manifest and chunks) from a peer, then report
+    /// [`Event::PayloadStored`].
+    FetchPayload { peer: String, manifest: [u8; 32] },
+    /// Report a gossip validation result.
+    GossipVerdict { message: u64, verdict: Verdict },
+    /// Lower a peer's score: it sent something invalid.
+    Penalize { peer: String, reason: String },
+    /// A delivery this node was responsible for ended.
+    DeliveryEnded {
+        id: ContentId,
+        recipient: AgencyId,
+        role: Role,
+        outcome: Outcome,
+    },
+    /// A sender signed two envelopes for one place in its chain (evidence persisted).
+    Equivocation(Equivocation),
+}
+
+/// In-memory state of one pending delivery (the durable part is a [`DeliveryRecord`]).
+#[derive(Debug, Clone)]
+struct Pending {
+    role: Role,
+    created_ms: u64,
+    sender: AgencyId,
+    kind: Kind,
+    /// Batch that created it: nothing is sent before it is durable.
+    batch: u64,
+    attempts: u32,
+    next_ms: u64,
+    /// When this node first tried (custody counts from here).
+    first_ms: u64,
+    /// Custodians that accepted (origin only).
+    custodians: BTreeSet<String>,
+}
+
+/// An envelope waiting for its external payload.
+#[derive(Debug, Clone)]
+struct Waiting {
+    peer: String,
+    envelope: Vec<u8>,
+    /// Custody requested for these recipients (empty: a push for local tenants).
+    custody_for: Vec<AgencyId>,
+}
+
+#[derive(Debug, Clone)]
+struct Bucket {
+    tokens: f64,
+    at_ms: u64,
+}
+
+/// Writes issued but not yet durable: (column, key) → (batch, value or deletion).
+type Overlay = HashMap<(Column, Vec<u8>), (u64, Option<Vec<u8>>)>;
+
+/// The relay state machine. See the module documentation.
+#[derive(Debug)]
+pub struct Relay {
+    config: RelayConfig,
+    roster: Arc<Roster>,
+    tenants: BTreeMap<AgencyId, SigningKey>,
+    heads: BTreeMap<AgencyId, ChainHead>,
+    pending: HashMap<(ContentId, AgencyId), Pending>,
+    due: BTreeSet<(u64, ContentId, AgencyId)>,
+    custody_per_sender: HashMap<AgencyId, usize>,
+    waiting: HashMap<[u8; 32], Vec<Waiting>>,
+    waiting_count: usize,
+    overlay: Overlay,
+    next_batch: u64,
+    committed: u64,
+    deferred: VecDeque<(u64, Action)>,
+    actions: VecDeque<Action>,
+    buckets: HashMap<String, Bucket>,
+    now: u64,
+}
+
+/// A batch being built together with the effects released when it is durable.
+struct Work {
+    batch: Batch,
+    after: Vec<Action>,
+    /// Deliveries to start tracking once the batch has its id.
+    tracks: Vec<(SignedEnvelope, AgencyId, DeliveryRecord)>,
+}
+
+impl Work {
+    fn new() -> Self {
+        Self {
+            batch: Batch::default(),
+            after: Vec::new(),
+            tracks: Vec::new(),
+        }
+    }
+}
+
+impl Relay {
+    /// A relay with no state (first start). Use [`Relay::recover`] after a restart.
+    pub fn new(config: RelayConfig, roster: Arc<Roster>, tenants: Vec<Tenant>) -> Self {
+        let heads = tenants
+            .iter()
+            .map(|t| (t.id.clone(), ChainHead::default()))
+            .collect();
+        Self {
+            config,
+            roster,
+            tenants: tenants.into_iter().map(|t| (t.id, t.key)).collect(),
+            heads,
+            pending: HashMap::new(),
+            due: BTreeSet::new(),
+            custody_per_sender: HashMap::new(),
+            waiting: HashMap::new(),
+            waiting_count: 0,
+            overlay: HashMap::new(),
+            next_batch: 1,
+            committed: 0,
+            deferred: VecDeque::new(),
+            actions: VecDeque::new(),
+            buckets: HashMap::new(),
+            now: 0,
+        }
+    }
+
+    /// Rebuilds the relay after a restart from the durable `Chains` and `Deliveries` rows
+    /// (other columns are read on demand through the store view). Every unfinished
+    /// delivery is due at once.
+    pub fn recover(
+        config: RelayConfig,
+        roster: Arc<Roster>,
+        tenants: Vec<Tenant>,
+        now: u64,
+        rows: impl IntoIterator<Item = (Column, Vec<u8>, Vec<u8>)>,
+        store: &impl StoreView,
+    ) -> Result<Self, RelayError> {
+        let mut relay = Self::new(config, roster, tenants);
+        relay.now = now;
+        for (column, key, value) in rows {
+            match column {
+                Column::Chains => {
+                    let head: ChainHead = records::decode(column, &value)
+                        .map_err(|e| RelayError::Store(e.to_string()))?;
+                    let tenant = std::str::from_utf8(&key)
+                        .ok()
+                        .and_then(|k| AgencyId::parse_any(k).ok());
+                    if let Some(tenant) = tenant.filter(|t| relay.tenants.contains_key(t)) {
+                        relay.heads.insert(tenant, head);
+                    }
+                }
+                Column::Deliveries => {
+                    let record: DeliveryRecord = records::decode(column, &value)
+                        .map_err(|e| RelayError::Store(e.to_string()))?;
+                    let Some((id, recipient)) = records::split_id_agency_key(&key) else {
+                        return Err(RelayError::Store("malformed Deliveries key".into()));
+                    };
+                    let Some(env) = relay.read(store, Column::Envelopes, id.as_bytes()) else {
+                        return Err(RelayError::Store(format!(
+                            "delivery of {id} without its envelope"
+                        )));
+                    };
+                    let env = SignedEnvelope::decode(&env)
+                        .map_err(|e| RelayError::Store(e.to_string()))?;
+                    relay.track(id, recipient, &env, record, 0, now);
+                }
+                _ => {}
+            }
+        }
+        Ok(relay)
+    }
+
+    /// The roster in force.
+    pub fn roster(&self) -> &Arc<Roster> {
+        &self.roster
+    }
+
+    /// Pending deliveries (outbox and custody).
+    pub fn pending_deliveries(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// When [`Event::Tick`] is next needed, if ever.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.due.first().map(|(at, _, _)| *at)
+    }
+
+    /// The next action to carry out.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Feeds one event at time `now` (ms since the Unix epoch).
+    pub fn handle(&mut self, event: Event, now: u64, store: &impl StoreView) {
+        self.now = self.now.max(now);
+        match event {
+            Event::Submit(s) => {
+                let request = s.request;
+                if let Err(e) = self.submit(s, store) {
+                    self.actions.push_back(Action::Completed {
+                        request,
+                        result: Err(e),
+                    });
+                }
+            }
+            Event::PostStatus(p) => {
+                let request = p.request;
+                if let Err(e) = self.post_status(p, store) {
+                    self.actions.push_back(Action::Completed {
+                        request,
+                        result: Err(e),
+                    });
+                }
+            }
+            Event::Message { peer, wire } => self.on_message(peer, wire, store),
+            Event::Gossip {
+                peer,
+                message,
+                envelope,
+            } => {
+                let verdict = self.receive(&peer, envelope, Mode::Gossip, store);
+                self.actions
+                    .push_back(Action::GossipVerdict { message, verdict });
+            }
+            Event::PeerConnected { peer } => self.on_connected(&peer),
+            Event::Committed { batch } => self.on_committed(batch),
+            Event::PayloadStored { manifest } => {
+                let waiting = self.waiting.remove(&manifest).unwrap_or_default();
+                self.waiting_count = self.waiting_count.saturating_sub(waiting.len());
+                for w in waiting {
+                    if w.custody_for.is_empty() {
+                        self.receive(&w.peer, w.envelope, Mode::Fetched, store);
+                    } else {
+                        self.custody(&w.peer, w.envelope, w.custody_for, store);
+                    }
+                }
+            }
+            Event::RosterUpdated(roster) => self.roster = roster,
+            Event::Tick => {}
+        }
+        self.run_due(store);
+    }
+
+    // ----- reading and writing --------------------------------------------------------
+
+    fn read(&self, store: &impl StoreView, column: Column, key: &[u8]) -> Option<Vec<u8>> {
+        match self.overlay.get(&(column, key.to_vec())) {
+            Some((_, value)) => value.clone(),
+            None => store.get(column, key),
+        }
+    }
+
+    fn read_record<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        store: &impl StoreView,
+        column: Column,
+        key: &[u8],
+    ) -> Option<T> {
+        self.read(store, column, key)
+            .and_then(|bytes| records::decode(column, &bytes).ok())
+    }
+
+    /// Issues a batch: overlay it, ask the driver to persist it, hold its effects until it
+    /// is durable. An empty batch releases its effects at once.
+    fn issue(&mut self, work: Work) {
+        let Work {
+            mut batch,
+            after,
+            tracks,
+        } = work;
+        if batch.ops.is_empty() && tracks.is_empty() {
+            self.actions.extend(after);
+            return;
+        }
+        let id = self.next_batch;
+        self.next_batch += 1;
+        batch.id = id;
+        for op in &batch.ops {
+            match op {
+                StoreOp::Put { column, key, value } => {
+                    self.overlay
+                        .insert((*column, key.clone()), (id, Some(value.clone())));
+                }
+                StoreOp::Delete { column, key } => {
+                    self.overlay.insert((*column, key.clone()), (id, None));
+                }
+            }
+        }
+        self.actions.push_back(Action::Persist(batch));
+        self.deferred.extend(after.into_iter().map(|a| (id, a)));
+        let now = self.now;
+        for (env, recipient, record) in tracks {
+            self.track(env.id(), recipient, &env, record, id, now);
+        }
+    }
+
+    fn on_committed(&mut self, batch: u64) {
+        self.committed = self.committed.max(batch);
+        let committed = self.committed;
+        self.overlay.retain(|_, (b, _)| *b > committed);
+        while self.deferred.front().is_some_and(|(b, _)| *b <= committed) {
+            if let Some((_, action)) = self.deferred.pop_front() {
+                self.actions.push_back(action);
+            }
+        }
+    }
+
+    fn track(
+        &mut self,
+        id: ContentId,
+        recipient: AgencyId,
+        env: &SignedEnvelope,
+        record: DeliveryRecord,
+        batch: u64,
+        first_ms: u64,
+    ) {
+        let body = env.body();
+        let key = (id, recipient.clone());
+        if self.pending.contains_key(&key) {
+            return;
+        }
+        if record.role == Role::Custodian {
+            *self
+                .custody_per_sender
+                .entry(body.from.clone())
+                .or_default() += 1;
+        }
+        let next_ms = if body.kind == Kind::Status && record.role == Role::Origin {
+            first_ms + self.config.status_push_delay_ms
+        } else {
+            first_ms
+        };
+        self.due.insert((next_ms, id, recipient));
+        self.pending.insert(
+            key,
+            Pending {
+                role: record.role,
+                created_ms: record.created_ms,
+                sender: body.from.clone(),
+                kind: body.kind,
+                batch,
+                attempts: 0,
+                next_ms,
+                first_ms,
+                custodians: BTreeSet::new(),
+            },
+        );
+    }
+
+    /// Ends a pending delivery in `work`: deletes its record and reports the outcome; for a
+    /// document this node sent that did not arrive, records why in its status record.
+    fn untrack(
+        &mut self,
+        work: &mut Work,
+        store: &impl StoreView,
+        id: ContentId,
+        recipient: &AgencyId,
+        outcome: Outcome,
+    ) {
+        let key = (id, recipient.clone());
+        let Some(p) = self.pending.remove(&key) else {
+            return;
+        };
+        self.due.remove(&(p.next_ms, id, recipient.clone()));
+        if p.role == Role::Custodian
+            && let Some(n) = self.custody_per_sender.get_mut(&p.sender)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.custody_per_sender.remove(&p.sender);
+            }
+        }
+        work.batch
+            .delete(Column::Deliveries, id_agency_key(&id, recipient));
+        let reason = match &outcome {
+            Outcome::Confirmed => None,
+            Outcome::Refused(r) | Outcome::RecipientGone(r) => Some(r.clone()),
+            Outcome::Expired => Some("expired before the recipient confirmed".to_owned()),
+        };
+        if let Some(reason) = reason.filter(|_| p.role == Role::Origin && p.kind.is_document()) {
+            let status_key = id_agency_key(&id, recipient);
+            if let Some(mut record) =
+                self.read_record::<StatusRecord>(store, Column::Statuses, &status_key)
+            {
+                record.ended = Some(reason);
+                work.batch
+                    .put(Column::Statuses, status_key, records::encode(&record));
+            }
+        }
+        work.after.push(Action::DeliveryEnded {
+            id,
+            recipient: recipient.clone(),
+            role: p.role,
+            outcome,
+        });
+    }
+}
+
+/// How an envelope reached [`Relay::receive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Push,
+    Gossip,
+    /// Re-processed after its payload arrived (or carried in a receipt): no answer owed.
+    Fetched,
+}
+
+/// Why an incoming envelope was not admitted.
+struct Rejection {
+    reason: String,
+    /// The peer sent something no honest node sends.
+    penalize: bool,
+    /// Worth trying again later (busy, clock skew) rather than refused for good.
+    retry: bool,
+}
+
+impl Rejection {
+    fn invalid(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            penalize: true,
+            retry: false,
+        }
+    }
+    fn refused(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            penalize: false,
+            retry: false,
+        }
+    }
+    fn later(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            penalize: false,
+            retry: true,
+        }
+    }
+}
+
+/// The gossip topic of an agency's top-level unit.
+pub fn unit_topic(agency: &AgencyId) -> String {
+    format!("lienthong/unit/{}", agency.top_level_unit())
+}
+
+impl Relay {
+    fn check_active(&self, id: &AgencyId) -> Result<(), RelayError> {
+        self.roster
+            .active_agency(id)
+            .map(|_| ())
+            .map_err(|e| RelayError::Roster(e.to_string()))
+    }
+
+    fn room_for(&self, n: usize) -> Result<(), RelayError> {
+        if self.pending.len() + n > self.config.max_deliveries {
+            return Err(RelayError::Busy(self.pending.len()));
+        }
+        Ok(())
+    }
+
+    /// Signs `tenant`'s next envelope into `work` (envelope, chain head, sequence index).
+    fn sign_next(
+        &mut self,
+        work: &mut Work,
+        tenant: &AgencyId,
+        kind: Kind,
+        to: Vec<AgencyId>,
+        routing: Routing,
+        payload: Payload,
+    ) -> Result<SignedEnvelope, RelayError> {
+        let key = self
+            .tenants
+            .get(tenant)
+            .ok_or_else(|| RelayError::NotHosted(tenant.clone()))?;
+        let head = self.heads.get(tenant).cloned().unwrap_or_default();
+        let body = EnvelopeBody {
+            v: ENVELOPE_VERSION,
+            kind,
+            from: tenant.clone(),
+            to,
+            seq: head.seq + 1,
+            prev: head.last,
+            created_ms: self.now,
+            routing,
+            payload,
+        };
+        let env =
+            SignedEnvelope::sign(body, key).map_err(|e| RelayError::Invalid(e.to_string()))?;
+        let head = ChainHead {
+            seq: head.seq + 1,
+            last: Some(env.id()),
+            inbox_next: head.inbox_next,
+        };
+        work.batch.put(
+            Column::Envelopes,
+            env.id().as_bytes().to_vec(),
+            env.bytes().to_vec(),
+        );
+        work.batch.put(
+            Column::Chains,
+            tenant.as_str().as_bytes().to_vec(),
+            records::encode(&head),
+        );
+        work.batch.put(
+            Column::SenderSeq,
+            agency_seq_key(tenant, head.seq),
+            env.id().as_bytes().to_vec(),
+        );
+        self.heads.insert(tenant.clone(), head);
+        Ok(env)
+    }
+
+    /// Appends `id` to `tenant`'s inbox in `work`.
+    fn append_inbox(&mut self, work: &mut Work, tenant: &AgencyId, id: ContentId) {
+        let head = self.heads.entry(tenant.clone()).or_default();
+        let position = head.inbox_next;
+        head.inbox_next += 1;
+        let encoded = records::encode(&*head);
+        work.batch.put(
+            Column::Inbox,
+            agency_seq_key(tenant, position),
+            id.as_bytes().to_vec(),
+        );
+        work.batch
+            .put(Column::Chains, tenant.as_str().as_bytes().to_vec(), encoded);
+        work.after.push(Action::Delivered {
+            tenant: tenant.clone(),
+            id,
+            position,
+        });
+    }
+
+    fn add_outbound(
+        &mut self,
+        work: &mut Work,
+        env: &SignedEnvelope,
+        recipients: &[AgencyId],
+        role: Role,
+    ) {
+        for r in recipients {
+            let record = DeliveryRecord {
+                role,
+                created_ms: env.body().created_ms,
+            };
+            work.batch.put(
+                Column::Deliveries,
+                id_agency_key(&env.id(), r),
+                records::encode(&record),
+            );
+            work.tracks.push((env.clone(), r.clone(), record));
+        }
+    }
+
+    fn publish(&self, work: &mut Work, env: &SignedEnvelope) {
+        let topics: BTreeSet<String> = env.body().to.iter().map(unit_topic).collect();
+        for topic in topics {
+            work.after.push(Action::Publish {
+                topic,
+                envelope: env.bytes().to_vec(),
+            });
+        }
+    }
+
+    fn submit(&mut self, s: Submission, _store: &impl StoreView) -> Result<(), RelayError> {
+        if s.kind == Kind::Status {
+            return Err(RelayError::Invalid(
+                "statuses are posted with PostStatus".into(),
+            ));
+        }
+        if !self.tenants.contains_key(&s.from) {
+            return Err(RelayError::NotHosted(s.from));
+        }
+        self.check_active(&s.from)?;
+        let mut to = s.to;
+        to.sort();
+        to.dedup();
+        for r in &to {
+            self.check_active(r)?;
+        }
+        self.room_for(to.len())?;
+        let mut work = Work::new();
+        let env = self.sign_next(&mut work, &s.from, s.kind, to.clone(), s.routing, s.payload)?;
+        if s.kind.is_document() {
+            let record = records::encode(&StatusRecord::new(s.from.clone(), env.body().created_ms));
+            for r in &to {
+                work.batch.put(
+                    Column::Statuses,
+                    id_agency_key(&env.id(), r),
+                    record.clone(),
+                );
+            }
+        }
+        self.add_outbound(&mut work, &env, &to, Role::Origin);
+        work.after.push(Action::Completed {
+            request: s.request,
+            result: Ok(env.id()),
+        });
+        self.publish(&mut work, &env);
+        self.issue(work);
+        Ok(())
+    }
+
+    fn post_status(&mut self, p: StatusPost, store: &impl StoreView) -> Result<(), RelayError> {
+        if !self.tenants.contains_key(&p.tenant) {
+            return Err(RelayError::NotHosted(p.tenant));
+        }
+        self.check_active(&p.tenant)?;
+        let mut updates = Vec::new();
+        let to = if p.code == StatusCode::RecallRequested {
+            let doc = self
+                .read(store, Column::Envelopes, p.document.as_bytes())
+                .and_then(|bytes| SignedEnvelope::decode(&bytes).ok())
+                .filter(|env| env.body().from == p.tenant && env.body().kind.is_document())
+                .ok_or(RelayError::UnknownDocument(p.document))?;
+            let mut asked = if p.to.is_empty() {
+                doc.body().to.clone()
+            } else {
+                p.to.clone()
+            };
+            asked.sort();
+            asked.dedup();
+            for r in &asked {
+                let key = id_agency_key(&p.document, r);
+                let record: StatusRecord = self
+                    .read_record(store, Column::Statuses, &key)
+                    .ok_or(RelayError::UnknownDocument(p.document))?;
+                let chain = record.chain.apply(Party::Sender, p.code)?;
+                updates.push((key, record, chain));
+            }
+            asked
+        } else {
+            let key = id_agency_key(&p.document, &p.tenant);
+            let record: StatusRecord = self
+                .read_record(store, Column::Statuses, &key)
+                .ok_or(RelayError::UnknownDocument(p.document))?;
+            let chain = record.chain.apply(Party::Recipient, p.code)?;
+            let sender = record.sender.clone();
+            updates.push((key, record, chain));
+            vec![sender]
+        };
+        self.room_for(to.len())?;
+        let mut work = Work::new();
+        let routing = Routing {
+            status: Some(p.code),
+            refers_to: Some(p.document),
+            ..Routing::default()
+        };
+        let env = self.sign_next(
+            &mut work,
+            &p.tenant,
+            Kind::Status,
+            to.clone(),
+            routing,
+            p.payload,
+        )?;
+        for (key, mut record, chain) in updates {
+            record.push(
+                chain,
+                StatusEntry {
+                    code: p.code,
+                    id: env.id(),
+                    at_ms: env.body().created_ms,
+                },
+            );
+            work.batch
+                .put(Column::Statuses, key, records::encode(&record));
+        }
+        self.add_outbound(&mut work, &env, &to, Role::Origin);
+        work.after.push(Action::Completed {
+            request: p.request,
+            result: Ok(env.id()),
+        });
+        self.publish(&mut work, &env);
+        self.issue(work);
+        Ok(())
+    }
+
+    fn take_token(&mut self, peer: &str) -> bool {
+        if peer == self.config.node {
+            return true;
+        }
+        let (burst, rate, now) = (
+            f64::from(self.config.peer_burst),
+            f64::from(self.config.peer_rate_per_s),
+            self.now,
+        );
+        if self.buckets.len() > 4 * self.roster.agencies.len() + 64
+            && !self.buckets.contains_key(peer)
+        {
+            // Peers are allow-listed, so this only trims buckets of departed peers.
+            self.buckets
+                .retain(|_, b| now.saturating_sub(b.at_ms) < 60_000);
+        }
+        let bucket = self.buckets.entry(peer.to_owned()).or_insert(Bucket {
+            tokens: burst,
+            at_ms: now,
+        });
+        let elapsed = now.saturating_sub(bucket.at_ms) as f64 / 1000.0;
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
+        bucket.at_ms = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Decodes and checks an incoming envelope: quota, shape, sender standing, signature,
+    /// age.
+    fn admit(&mut self, peer: &str, bytes: &[u8]) -> Result<SignedEnvelope, Rejection> {
+        if !self.take_token(peer) {
+            return Err(Rejection::later("peer over its inbound quota"));
+        }
+        let env = SignedEnvelope::decode(bytes).map_err(|e| Rejection::invalid(e.to_string()))?;
+        let body = env.body();
+        let sender = match self.roster.active_agency(&body.from) {
+            Ok(entry) => entry,
+            Err(crate::roster::RosterError::UnknownAgency(id)) => {
+                return Err(Rejection::invalid(format!("unknown sender {id}")));
+            }
+            Err(e) => return Err(Rejection::refused(e.to_string())),
+        };
+        env.verify(&sender.signing_key)
+            .map_err(|e| Rejection::invalid(e.to_string()))?;
+        if body.created_ms.saturating_add(self.config.max_age_ms) < self.now {
+            return Err(Rejection::refused("expired"));
+        }
+        if body.created_ms > self.now.saturating_add(self.config.max_skew_ms) {
+            return Err(Rejection::later("created in the future (clock skew)"));
+        }
+        Ok(env)
+    }
+
+    fn ack(&mut self, peer: &str, id: ContentId, receipts: Vec<Receipt>) {
+        self.actions.push_back(Action::Send {
+            peer: peer.to_owned(),
+            wire: Wire::PushAck { id, receipts },
+        });
+    }
+
+    fn local_recipients(&self, env: &SignedEnvelope) -> Vec<AgencyId> {
+        env.body()
+            .to
+            .iter()
+            .filter(|t| self.tenants.contains_key(*t))
+            .cloned()
+            .collect()
+    }
+
+    fn receive(
+        &mut self,
+        peer: &str,
+        bytes: Vec<u8>,
+        mode: Mode,
+        store: &impl StoreView,
+    ) -> Verdict {
+        let id = ContentId::of(&bytes);
+        let env = match self.admit(peer, &bytes) {
+            Ok(env) => env,
+            Err(rejection) => {
+                if rejection.penalize {
+                    self.actions.push_back(Action::Penalize {
+                        peer: peer.to_owned(),
+                        reason: rejection.reason.clone(),
+                    });
+                }
+                if mode == Mode::Push {
+                    // Answer for the recipients we host, if the envelope says who they are.
+                    let local = SignedEnvelope::decode(&bytes)
+                        .map(|e| self.local_recipients(&e))
+                        .unwrap_or_default();
+                    let receipts = local
+                        .into_iter()
+                        .map(|recipient| {
+                            let reason = rejection.reason.clone();
+                            if rejection.retry {
+                                Receipt::Retry { recipient, reason }
+                            } else {
+                                Receipt::Refused { recipient, reason }
+                            }
+                        })
+                        .collect();
+                    self.ack(peer, id, receipts);
+                }
+                return if rejection.penalize {
+                    Verdict::Reject
+                } else {
+                    Verdict::Ignore
+                };
+            }
+        };
+        let local = self.local_recipients(&env);
+        if local.is_empty() {
+            if mode == Mode::Push {
+                self.ack(peer, id, Vec::new());
+            }
+            return Verdict::Accept;
+        }
+        if self.read(store, Column::Seen, id.as_bytes()).is_some() {
+            if mode == Mode::Push {
+                let receipts = local
+                    .into_iter()
+                    .map(|recipient| Receipt::Duplicate { recipient })
+                    .collect();
+                self.ack(peer, id, receipts);
+            }
+            return Verdict::Ignore;
+        }
+        if let Payload::External { manifest, .. } = &env.body().payload
+            && self.read(store, Column::Payloads, manifest).is_none()
+        {
+            self.wait_for_payload(peer, *manifest, bytes, Vec::new());
+            if mode == Mode::Push {
+                let reason = "fetching the payload".to_owned();
+                let receipts = local
+                    .into_iter()
+                    .map(|recipient| Receipt::Retry {
+                        recipient,
+                        reason: reason.clone(),
+                    })
+                    .collect();
+                self.ack(peer, id, receipts);
+            }
+            return Verdict::Accept;
+        }
+        let mut work = Work::new();
+        let receipts = if env.body().kind == Kind::Status {
+            self.receive_status(&mut work, store, &env, &local)
+        } else {
+            self.receive_document(&mut work, &env, &local)
+        };
+        let Some(receipts) = receipts else {
+            // Nothing stored: every local recipient is asked to retry.
+            if mode == Mode::Push {
+                let reason = "the document this status is about has not arrived yet".to_owned();
+                let receipts = local
+                    .into_iter()
+                    .map(|recipient| Receipt::Retry {
+                        recipient,
+                        reason: reason.clone(),
+                    })
+                    .collect();
+                self.ack(peer, id, receipts);
+            }
+            return Verdict::Accept;
+        };
+        self.check_chain(&mut work, store, &env);
+        work.batch
+            .put(Column::Envelopes, id.as_bytes().to_vec(), bytes);
+        work.batch.put(
+            Column::Seen,
+            id.as_bytes().to_vec(),
+            records::encode(&SeenRecord {
+                received_ms: self.now,
+            }),
+        );
+        if mode == Mode::Push {
+            work.after.push(Action::Send {
+                peer: peer.to_owned(),
+                wire: Wire::PushAck { id, receipts },
+            });
+        }
+        self.issue(work);
+        Verdict::Accept
+    }
+
+    fn receive_document(
+        &mut self,
+        work: &mut Work,
+        env: &SignedEnvelope,
+        local: &[AgencyId],
+    ) -> Option<Vec<Receipt>> {
+        let body = env.body();
+        let mut receipts = Vec::with_capacity(local.len());
+        for tenant in local {
+            self.append_inbox(work, tenant, env.id());
+            let routing = Routing {
+                status: Some(StatusCode::Arrived),
+                refers_to: Some(env.id()),
+                ..Routing::default()
+            };
+            let arrived = match self.sign_next(
+                work,
+                tenant,
+                Kind::Status,
+                vec![body.from.clone()],
+                routing,
+                Payload::None,
+            ) {
+                Ok(arrived) => arrived,
+                Err(e) => {
+                    receipts.push(Receipt::Refused {
+                        recipient: tenant.clone(),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let mut record = StatusRecord::new(body.from.clone(), body.created_ms);
+            let chain = StatusChain::default()
+                .apply(Party::Recipient, StatusCode::Arrived)
+                .unwrap_or_default();
+            record.push(
+                chain,
+                StatusEntry {
+                    code: StatusCode::Arrived,
+                    id: arrived.id(),
+                    at_ms: self.now,
+                },
+            );
+            work.batch.put(
+                Column::Statuses,
+                id_agency_key(&env.id(), tenant),
+                records::encode(&record),
+            );
+            self.add_outbound(
+                work,
+                &arrived,
+                std::slice::from_ref(&body.from),
+                Role::Origin,
+            );
+            self.publish(work, &arrived);
+            receipts.push(Receipt::Arrived {
+                recipient: tenant.clone(),
+                status: Some(arrived.bytes().to_vec()),
+            });
+        }
+        Some(receipts)
+    }
+
+    /// Applies a status to the local records it is about. `None` when the document is not
+    /// known yet (the status may have overtaken it): nothing is stored and the sender retries.
+    fn receive_status(
+        &mut self,
+        work: &mut Work,
+        store: &impl StoreView,
+        env: &SignedEnvelope,
+        local: &[AgencyId],
+    ) -> Option<Vec<Receipt>> {
+        let body = env.body();
+        let (code, document) = (body.routing.status?, body.routing.refers_to?);
+        let mut receipts = Vec::with_capacity(local.len());
+        let mut updates = Vec::new();
+        for tenant in local {
+            // 13 travels sender → recipient; every other code recipient → sender.
+            let (key, party, expected_sender) = if code == StatusCode::RecallRequested {
+                (id_agency_key(&document, tenant), Party::Sender, &body.from)
+            } else {
+                (
+                    id_agency_key(&document, &body.from),
+                    Party::Recipient,
+                    tenant,
+                )
+            };
+            let record: StatusRecord = self.read_record(store, Column::Statuses, &key)?;
+            let refuse = |reason: String| Receipt::Refused {
+                recipient: tenant.clone(),
+                reason,
+            };
+            if &record.sender != expected_sender {
+                receipts.push(refuse(format!(
+                    "status {code} about {document} from an agency not party to it"
+                )));
+                continue;
+            }
+            match record.chain.apply(party, code) {
+                Ok(chain) => updates.push((tenant.clone(), key, record, chain)),
+                Err(e) => receipts.push(refuse(e.to_string())),
+            }
+        }
+        for (tenant, key, mut record, chain) in updates {
+            record.push(
+                chain,
+                StatusEntry {
+                    code,
+                    id: env.id(),
+                    at_ms: body.created_ms,
+                },
+            );
+            work.batch
+                .put(Column::Statuses, key, records::encode(&record));
+            self.append_inbox(work, &tenant, env.id());
+            if party_is_recipient(code) {
+                // Any status from the recipient proves arrival: the delivery is done.
+                self.untrack(work, store, document, &body.from, Outcome::Confirmed);
+            }
+            receipts.push(Receipt::Arrived {
+                recipient: tenant,
+                status: None,
+            });
+        }
+        Some(receipts)
+    }
+
+    /// Records the sender's sequence number; two envelopes for one place in a sender's
+    /// chain are kept as equivocation evidence (both stay stored).
+    fn check_chain(&mut self, work: &mut Work, store: &impl StoreView, env: &SignedEnvelope) {
+        let body = env.body();
+        let key = agency_seq_key(&body.from, body.seq);
+        match self.read(store, Column::SenderSeq, &key) {
+            Some(existing) if existing.as_slice() != env.id().as_bytes() => {
+                if let Ok(first) = <[u8; 32]>::try_from(existing.as_slice()) {
+                    self.evidence(work, &body.from, body.seq, ContentId(first), env.id());
+                }
+            }
+            Some(_) => {}
+            None => work
+                .batch
+                .put(Column::SenderSeq, key, env.id().as_bytes().to_vec()),
+        }
+        if let (Some(prev), Some(before)) = (body.prev, body.seq.checked_sub(1)) {
+            let existing = self.read(
+                store,
+                Column::SenderSeq,
+                &agency_seq_key(&body.from, before),
+            );
+            if let Some(first) = existing.and_then(|e| <[u8; 32]>::try_from(e.as_slice()).ok())
+                && first != prev.0
+            {
+                self.evidence(work, &body.from, before, ContentId(first), env.id());
+            }
+        }
+    }
+
+    fn evidence(
+        &mut self,
+        work: &mut Work,
+        sender: &AgencyId,
+        seq: u64,
+        first: ContentId,
+        second: ContentId,
+    ) {
+        let evidence = Equivocation {
+            sender: sender.clone(),
+            seq,
+            first,
+            second,
+        };
+        work.batch.put(
+            Column::Evidence,
+            agency_seq_key(sender, seq),
+            records::encode(&evidence),
+        );
+        work.after.push(Action::Equivocation(evidence));
+    }
+
+    fn wait_for_payload(
+        &mut self,
+        peer: &str,
+        manifest: [u8; 32],
+        envelope: Vec<u8>,
+        custody_for: Vec<AgencyId>,
+    ) {
+        let entry = self.waiting.entry(manifest).or_default();
+        let id = ContentId::of(&envelope);
+        if !entry
+            .iter()
+            .any(|w| ContentId::of(&w.envelope) == id && w.custody_for == custody_for)
+        {
+            if self.waiting_count >= self.config.max_waiting_payloads {
+                // Full: drop this one; its pusher retries later.
+                return;
+            }
+            entry.push(Waiting {
+                peer: peer.to_owned(),
+                envelope,
+                custody_for,
+            });
+            self.waiting_count += 1;
+        }
+        // Ask the peer that has it now, even if an earlier fetch is under way elsewhere:
+        // that peer may have gone.
+        self.actions.push_back(Action::FetchPayload {
+            peer: peer.to_owned(),
+            manifest,
+        });
+    }
+
+    fn custody(
+        &mut self,
+        peer: &str,
+        bytes: Vec<u8>,
+        recipients: Vec<AgencyId>,
+        store: &impl StoreView,
+    ) {
+        let id = ContentId::of(&bytes);
+        let refuse = |relay: &mut Self, reason: String| {
+            relay.actions.push_back(Action::Send {
+                peer: peer.to_owned(),
+                wire: Wire::CustodyAck {
+                    id,
+                    accepted: Vec::new(),
+                    refused: Some(reason),
+                },
+            });
+        };
+        let env = match self.admit(peer, &bytes) {
+            Ok(env) => env,
+            Err(rejection) => {
+                if rejection.penalize {
+                    self.actions.push_back(Action::Penalize {
+                        peer: peer.to_owned(),
+                        reason: rejection.reason.clone(),
+                    });
+                }
+                return refuse(self, rejection.reason);
+            }
+        };
+        let mut recipients: Vec<AgencyId> = recipients
+            .into_iter()
+            .filter(|r| env.body().to.contains(r) && !self.tenants.contains_key(r))
+            .collect();
+        recipients.sort();
+        recipients.dedup();
+        let new: Vec<AgencyId> = recipients
+            .iter()
+            .filter(|r| !self.pending.contains_key(&(id, (*r).clone())))
+            .cloned()
+            .collect();
+        let held = self
+            .custody_per_sender
+            .get(&env.body().from)
+            .copied()
+            .unwrap_or(0);
+        if held + new.len() > self.config.max_custody_per_sender
+            || self.room_for(new.len()).is_err()
+        {
+            return refuse(self, "custodian over its quota".into());
+        }
+        if let Payload::External { manifest, .. } = &env.body().payload
+            && self.read(store, Column::Payloads, manifest).is_none()
+        {
+            return self.wait_for_payload(peer, *manifest, bytes, recipients);
+        }
+        let mut work = Work::new();
+        if !new.is_empty() {
+            work.batch
+                .put(Column::Envelopes, id.as_bytes().to_vec(), bytes);
+            self.add_outbound(&mut work, &env, &new, Role::Custodian);
+        }
+        work.after.push(Action::Send {
+            peer: peer.to_owned(),
+            wire: Wire::CustodyAck {
+                id,
+                accepted: recipients,
+                refused: None,
+            },
+        });
+        self.issue(work);
+    }
+
+    fn on_message(&mut self, peer: String, wire: Wire, store: &impl StoreView) {
+        match wire {
+            Wire::Push { envelope } => {
+                self.receive(&peer, envelope, Mode::Push, store);
+            }
+            Wire::Custody {
+                envelope,
+                recipients,
+            } => self.custody(&peer, envelope, recipients, store),
+            Wire::PushAck { id, receipts } => self.on_receipts(&peer, id, receipts, store),
+            Wire::CustodyAck { id, accepted, .. } => {
+                for r in accepted {
+                    if let Some(p) = self.pending.get_mut(&(id, r))
+                        && p.role == Role::Origin
+                    {
+                        p.custodians.insert(peer.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_receipts(
+        &mut self,
+        peer: &str,
+        id: ContentId,
+        receipts: Vec<Receipt>,
+        store: &impl StoreView,
+    ) {
+        let mut work = Work::new();
+        let mut statuses = Vec::new();
+        for receipt in receipts {
+            let recipient = receipt.recipient().clone();
+            let hosted_by_peer = self
+                .roster
+                .agency(&recipient)
+                .is_some_and(|a| a.node == peer);
+            if !hosted_by_peer {
+                self.actions.push_back(Action::Penalize {
+                    peer: peer.to_owned(),
+                    reason: format!("receipt for {recipient}, which it does not host"),
+                });
+                continue;
+            }
+            let Some(role) = self.pending.get(&(id, recipient.clone())).map(|p| p.role) else {
+                continue;
+            };
+            match receipt {
+                Receipt::Arrived {
+                    status: Some(bytes),
+                    ..
+                } => {
+                    if !self.is_arrival_of(&bytes, id, &recipient) {
+                        self.actions.push_back(Action::Penalize {
+                            peer: peer.to_owned(),
+                            reason: format!(
+                                "receipt for {id} carries no valid status from {recipient}"
+                            ),
+                        });
+                        continue;
+                    }
+                    if role == Role::Origin {
+                        // Store the 01 like any status addressed to us; that ends the delivery.
+                        statuses.push(bytes);
+                    } else {
+                        self.untrack(&mut work, store, id, &recipient, Outcome::Confirmed);
+                    }
+                }
+                Receipt::Arrived { status: None, .. } | Receipt::Duplicate { .. } => {
+                    self.untrack(&mut work, store, id, &recipient, Outcome::Confirmed);
+                }
+                Receipt::Retry { .. } => {}
+                Receipt::Refused { reason, .. } => {
+                    self.untrack(&mut work, store, id, &recipient, Outcome::Refused(reason));
+                }
+            }
+        }
+        self.issue(work);
+        for bytes in statuses {
+            self.receive(peer, bytes, Mode::Fetched, store);
+        }
+    }
+
+    /// Whether `bytes` is a status envelope validly signed by `recipient` about `document`.
+    fn is_arrival_of(&self, bytes: &[u8], document: ContentId, recipient: &AgencyId) -> bool {
+        let Ok(env) = SignedEnvelope::decode(bytes) else {
+            return false;
+        };
+        let body = env.body();
+        let Some(entry) = self.roster.agency(recipient) else {
+            return false;
+        };
+        body.kind == Kind::Status
+            && &body.from == recipient
+            && body.routing.refers_to == Some(document)
+            && env.verify(&entry.signing_key).is_ok()
+    }
+
+    fn on_connected(&mut self, peer: &str) {
+        let now = self.now;
+        let roster = Arc::clone(&self.roster);
+        let hosted_there = |r: &AgencyId| roster.agency(r).is_some_and(|a| a.node == peer);
+        let keys: Vec<(ContentId, AgencyId)> = self
+            .pending
+            .keys()
+            .filter(|(_, r)| hosted_there(r))
+            .cloned()
+            .collect();
+        for (id, r) in keys {
+            if let Some(p) = self.pending.get_mut(&(id, r.clone()))
+                && p.next_ms > now
+            {
+                self.due.remove(&(p.next_ms, id, r.clone()));
+                p.next_ms = now;
+                self.due.insert((now, id, r));
+            }
+        }
+    }
+
+    fn backoff(&self, attempts: u32, id: &ContentId) -> u64 {
+        let exp = attempts.saturating_sub(1).min(20);
+        let delay = self
+            .config
+            .retry_base_ms
+            .saturating_mul(1 << exp)
+            .min(self.config.retry_max_ms);
+        // Deterministic jitter of up to 25 %, so retries of many envelopes spread out.
+        let jitter_byte = id.0.get(attempts as usize % 32).copied().unwrap_or(0);
+        delay + delay * u64::from(jitter_byte) / 1024
+    }
+
+    /// Custodians for an envelope to `recipient`: the recipient's parent's node (its
+    /// platform) first, then central nodes, never this node or the recipient's.
+    fn choose_custodians(
+        &self,
+        id: &ContentId,
+        recipient: &AgencyId,
+        have: &BTreeSet<String>,
+    ) -> Vec<String> {
+        let want = self.config.custodians.saturating_sub(have.len());
+        let recipient_node = self.roster.agency(recipient).map(|a| a.node.clone());
+        let parent_node = self
+            .roster
+            .agency(recipient)
+            .and_then(|a| a.parent.as_ref())
+            .and_then(|p| self.roster.active_agency(p).ok())
+            .map(|p| p.node.clone());
+        let mut central: Vec<String> = self
+            .roster
+            .central
+            .iter()
+            .map(|c| c.peer_id.clone())
+            .collect();
+        if !central.is_empty() {
+            let rotate = usize::from(id.0[0]) % central.len();
+            central.rotate_left(rotate);
+        }
+        let mut chosen = Vec::new();
+        for candidate in parent_node.into_iter().chain(central) {
+            if chosen.len() >= want {
+                break;
+            }
+            if candidate != self.config.node
+                && Some(&candidate) != recipient_node.as_ref()
+                && !have.contains(&candidate)
+                && !chosen.contains(&candidate)
+            {
+                chosen.push(candidate);
+            }
+        }
+        chosen
+    }
+
+    /// Sends what is due: pushes, custody requests, expiries.
+    fn run_due(&mut self, store: &impl StoreView) {
+        let now = self.now;
+        let mut work = Work::new();
+        let mut pushes: BTreeSet<(ContentId, String)> = BTreeSet::new();
+        let mut custody: BTreeMap<(ContentId, String), Vec<AgencyId>> = BTreeMap::new();
+        let mut sent = 0;
+        while let Some((at, id, r)) = self.due.first().cloned() {
+            if at > now || sent >= self.config.max_sends_per_tick {
+                break;
+            }
+            self.due.pop_first();
+            let key = (id, r.clone());
+            let Some(p) = self.pending.get(&key).cloned() else {
+                continue;
+            };
+            if p.batch > self.committed {
+                // Not durable yet: nothing leaves before it is.
+                self.reschedule(&key, now + 1);
+                continue;
+            }
+            if now > p.created_ms.saturating_add(self.config.max_age_ms) {
+                self.due.insert((at, id, r.clone()));
+                self.untrack(&mut work, store, id, &r, Outcome::Expired);
+                continue;
+            }
+            let node = match self.roster.active_agency(&r) {
+                Ok(entry) => entry.node.clone(),
+                Err(e) => {
+                    self.due.insert((at, id, r.clone()));
+                    self.untrack(
+                        &mut work,
+                        store,
+                        id,
+                        &r,
+                        Outcome::RecipientGone(e.to_string()),
+                    );
+                    continue;
+                }
+            };
+            let attempts = p.attempts + 1;
+            let mut delay = self.backoff(attempts, &id);
+            let custodied = p.custodians.len() >= self.config.custodians;
+            if p.role == Role::Origin && custodied {
+                delay = delay.max(self.config.retry_max_ms / 4);
+            }
+            if p.role == Role::Origin
+                && !custodied
+                && now >= p.first_ms + self.config.custody_after_ms
+            {
+                for c in self.choose_custodians(&id, &r, &p.custodians) {
+                    custody.entry((id, c)).or_default().push(r.clone());
+                }
+            }
+            if let Some(p) = self.pending.get_mut(&key) {
+                p.attempts = attempts;
+            }
+            self.reschedule(&key, now + delay);
+            pushes.insert((id, node));
+            sent += 1;
+        }
+        self.issue(work);
+        for (id, peer) in pushes {
+            if let Some(envelope) = self.read(store, Column::Envelopes, id.as_bytes()) {
+                self.actions.push_back(Action::Send {
+                    peer,
+                    wire: Wire::Push { envelope },
+                });
+            }
+        }
+        for ((id, peer), recipients) in custody {
+            if let Some(envelope) = self.read(store, Column::Envelopes, id.as_bytes()) {
+                self.actions.push_back(Action::Send {
+                    peer,
+                    wire: Wire::Custody {
+                        envelope,
+                        recipients,
+                    },
+                });
+            }
+        }
+    }
+
+    fn reschedule(&mut self, key: &(ContentId, AgencyId), at: u64) {
+        if let Some(p) = self.pending.get_mut(key) {
+            self.due.remove(&(p.next_ms, key.0, key.1.clone()));
+            p.next_ms = at;
+            self.due.insert((at, key.0, key.1.clone()));
+        }
+    }
+}
+
+fn party_is_recipient(code: StatusCode) -> bool {
+    code.party() == Party::Recipient
+}
