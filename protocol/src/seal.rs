@@ -136,7 +136,9 @@ pub enum SealError {
     TooManyWraps { count: usize, max: usize },
     #[error("manifest has no wraps, so nobody could open it; at least 1 is needed")]
     NoWraps,
-    #[error("manifest wraps are not sorted by recipient: wrap {index} sorts before the one ahead of it")]
+    #[error(
+        "manifest wraps are not sorted by recipient: wrap {index} sorts before the one ahead of it"
+    )]
     WrapsUnsorted { index: usize },
     #[error("manifest wraps name recipient {recipient} twice")]
     DuplicateWrap { recipient: AgencyId },
@@ -182,10 +184,12 @@ pub enum SealError {
 
 fn hex(bytes: &[u8]) -> String {
     use fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 macro_rules! hash_newtype {
@@ -488,11 +492,7 @@ fn chunk_plain_len(total_len: u64, index: u64) -> Option<u64> {
         return None;
     }
     let start = index.checked_mul(u64::from(CHUNK_SIZE))?;
-    Some(
-        total_len
-            .saturating_sub(start)
-            .min(u64::from(CHUNK_SIZE)),
-    )
+    Some(total_len.saturating_sub(start).min(u64::from(CHUNK_SIZE)))
 }
 
 fn check_total_len(len: u64) -> Result<(), SealError> {
@@ -548,7 +548,11 @@ pub struct ContentKey {
 
 impl fmt::Debug for ContentKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ContentKey(for root {}, secret not shown)", hex(&self.root))
+        write!(
+            f,
+            "ContentKey(for root {}, secret not shown)",
+            hex(&self.root)
+        )
     }
 }
 
@@ -563,7 +567,10 @@ impl fmt::Debug for Sealed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sealed")
             .field("manifest", &self.manifest)
-            .field("chunk_bytes", &self.chunks.iter().map(Vec::len).sum::<usize>())
+            .field(
+                "chunk_bytes",
+                &self.chunks.iter().map(Vec::len).sum::<usize>(),
+            )
             .finish()
     }
 }
@@ -1335,7 +1342,15 @@ mod tests {
     #[test]
     fn round_trips_at_chunk_boundaries() {
         let alice = Party::new(41);
-        for len in [0, 1, 1024, CHUNK_LEN - 1, CHUNK_LEN, CHUNK_LEN + 1, (1 << 20) + 3] {
+        for len in [
+            0,
+            1,
+            1024,
+            CHUNK_LEN - 1,
+            CHUNK_LEN,
+            CHUNK_LEN + 1,
+            (1 << 20) + 3,
+        ] {
             let data = plaintext(len);
             let sealed = seal_for(&data, &[&alice]);
             let m = &sealed.manifest;
@@ -1411,7 +1426,9 @@ mod tests {
         // Same epochs for both documents, so only the payload binding stops the move.
         assert_eq!(one.manifest.wraps()[0].epoch, two.manifest.wraps()[0].epoch);
 
-        let moved = rebuilt(&two.manifest, |w| w.wraps[0] = one.manifest.wraps()[0].clone());
+        let moved = rebuilt(&two.manifest, |w| {
+            w.wraps[0] = one.manifest.wraps()[0].clone()
+        });
         let sealed = Sealed {
             manifest: moved,
             chunks: two.chunks.clone(),
@@ -1444,7 +1461,14 @@ mod tests {
             for bit in [0, 8 * (len / 2) + 3, 8 * len - 1] {
                 let mut chunks = sealed.chunks.clone();
                 chunks[i][bit / 8] ^= 1 << (bit % 8);
-                let err = open_as(&Sealed { manifest: m.clone(), chunks }, &alice).unwrap_err();
+                let err = open_as(
+                    &Sealed {
+                        manifest: m.clone(),
+                        chunks,
+                    },
+                    &alice,
+                )
+                .unwrap_err();
                 assert!(
                     matches!(err, SealError::ChunkIdMismatch { index, .. } if index == i),
                     "{err}"
@@ -1555,10 +1579,16 @@ mod tests {
                 .is_ok()
         };
         assert!(try_open(0, false, &aad));
-        assert!(!try_open(0, true, &aad), "a non-last chunk must not pass as the last");
+        assert!(
+            !try_open(0, true, &aad),
+            "a non-last chunk must not pass as the last"
+        );
         assert!(!try_open(1, false, &aad));
         assert!(!try_open(0, false, &chunk_aad(CHUNK_SIZE as u64)));
-        assert_eq!(&chunk_nonce(0x0102, true)[..], &[0, 0, 0, 0, 0, 0, 1, 2, 1, 0, 0, 0]);
+        assert_eq!(
+            &chunk_nonce(0x0102, true)[..],
+            &[0, 0, 0, 0, 0, 0, 1, 2, 1, 0, 0, 0]
+        );
         assert_eq!(&aad[..18], b"lienthong/v1/chunk");
         assert_eq!(&aad[18..], &(2u64 * CHUNK_SIZE as u64).to_be_bytes());
     }
@@ -1572,7 +1602,11 @@ mod tests {
         let mut stored = Vec::new();
         while let Some(n) = sealer.next_chunk_len() {
             let start = stored.len() * CHUNK_LEN;
-            stored.push(sealer.seal_chunk(&plaintext(total)[start..start + n]).unwrap());
+            stored.push(
+                sealer
+                    .seal_chunk(&plaintext(total)[start..start + n])
+                    .unwrap(),
+            );
         }
         assert!(matches!(
             sealer.seal_chunk(&[]),
@@ -1648,7 +1682,14 @@ mod tests {
             Err(SealError::RecipientCount { count: 1025, .. })
         ));
         assert!(matches!(
-            seal(b"x", &s, &[alice.entry(), alice.entry()], &mut epochs, NOW, &mut r),
+            seal(
+                b"x",
+                &s,
+                &[alice.entry(), alice.entry()],
+                &mut epochs,
+                NOW,
+                &mut r
+            ),
             Err(SealError::DuplicateRecipient { .. })
         ));
         assert!(matches!(
@@ -1700,13 +1741,19 @@ mod tests {
         assert_ne!(e4, e1);
         assert_eq!(epochs.setups(), 2);
         // Age: just under a day keeps it, a day rotates, and so does a clock a day behind.
-        assert_eq!(send(&mut epochs, &[alice.entry()], NOW + 3000 + DAY - 1), e4);
+        assert_eq!(
+            send(&mut epochs, &[alice.entry()], NOW + 3000 + DAY - 1),
+            e4
+        );
         let e6 = send(&mut epochs, &[alice.entry()], NOW + 3000 + DAY);
         assert_ne!(e6, e4);
         let e7 = send(&mut epochs, &[alice.entry()], NOW + 3000);
         assert_ne!(e7, e6);
         // A new key for the recipient rotates at once.
-        let rekeyed = (alice.id.clone(), EncryptionSecret::from_bytes(&[77; 32]).public_key());
+        let rekeyed = (
+            alice.id.clone(),
+            EncryptionSecret::from_bytes(&[77; 32]).public_key(),
+        );
         let e8 = send(&mut epochs, &[rekeyed], NOW + 3000);
         assert_ne!(e8, e7);
         // Another recipient gets its own epoch.
@@ -1721,15 +1768,30 @@ mod tests {
         let mut warm = SenderEpochs::default();
         for _ in 0..3 {
             let sealed = seal(b"doc", &s, &to, &mut warm, NOW, &mut r).unwrap();
-            open(&sealed.manifest, &sealed.chunks, &s, &alice.id, &alice.secret, &mut theirs)
-                .unwrap();
+            open(
+                &sealed.manifest,
+                &sealed.chunks,
+                &s,
+                &alice.id,
+                &alice.secret,
+                &mut theirs,
+            )
+            .unwrap();
         }
         assert_eq!(warm.setups(), 1);
         assert_eq!(theirs.decapsulations(), 1);
         warm.rotate(&s, &alice.id, &alice.secret.public_key(), NOW, &mut r)
             .unwrap();
         let sealed = seal(b"doc", &s, &to, &mut warm, NOW, &mut r).unwrap();
-        open(&sealed.manifest, &sealed.chunks, &s, &alice.id, &alice.secret, &mut theirs).unwrap();
+        open(
+            &sealed.manifest,
+            &sealed.chunks,
+            &s,
+            &alice.id,
+            &alice.secret,
+            &mut theirs,
+        )
+        .unwrap();
         assert_eq!(warm.setups(), 2);
         assert_eq!(theirs.decapsulations(), 2);
         assert_eq!(theirs.len(), 2);
@@ -1749,7 +1811,15 @@ mod tests {
         let sealed = seal(b"doc", &s, &all, &mut epochs, NOW, &mut r).unwrap();
         assert_eq!(epochs.len(), 4);
         for p in &parties {
-            open(&sealed.manifest, &sealed.chunks, &s, &p.id, &p.secret, &mut theirs).unwrap();
+            open(
+                &sealed.manifest,
+                &sealed.chunks,
+                &s,
+                &p.id,
+                &p.secret,
+                &mut theirs,
+            )
+            .unwrap();
             assert!(theirs.len() <= 3);
         }
         assert_eq!(theirs.decapsulations(), 10);
@@ -1767,8 +1837,15 @@ mod tests {
         assert!(epochs.is_empty());
         // A zero bound still works (one entry kept).
         let mut tiny = RecipientEpochs::new(0);
-        open(&sealed.manifest, &sealed.chunks, &s, &parties[0].id, &parties[0].secret, &mut tiny)
-            .unwrap();
+        open(
+            &sealed.manifest,
+            &sealed.chunks,
+            &s,
+            &parties[0].id,
+            &parties[0].secret,
+            &mut tiny,
+        )
+        .unwrap();
         assert_eq!(tiny.len(), 1);
     }
 
@@ -1778,12 +1855,23 @@ mod tests {
         let s = sender();
         let mut epochs = SenderEpochs::default();
         let mut r = rng();
-        let sealed = seal(b"secret doc", &s, &[alice.entry()], &mut epochs, NOW, &mut r).unwrap();
+        let sealed = seal(
+            b"secret doc",
+            &s,
+            &[alice.entry()],
+            &mut epochs,
+            NOW,
+            &mut r,
+        )
+        .unwrap();
         let mut theirs = RecipientEpochs::default();
         let key = unwrap_content_key(&sealed.manifest, &s, &alice.id, &alice.secret, &mut theirs)
             .unwrap();
         let epoch_secret = {
-            let e = epochs.cache.get_mut(&(s.clone(), alice.id.clone())).unwrap();
+            let e = epochs
+                .cache
+                .get_mut(&(s.clone(), alice.id.clone()))
+                .unwrap();
             hex(e.secret.as_ref())
         };
         let mut content_key = [0u8; 32];
@@ -1820,7 +1908,8 @@ mod tests {
             Manifest::decode(&trailing),
             Err(SealError::Cbor(CborError::TrailingBytes { .. }))
         ));
-        let cases: Vec<(Vec<u8>, fn(&SealError) -> bool)> = vec![
+        type Check = fn(&SealError) -> bool;
+        let cases: Vec<(Vec<u8>, Check)> = vec![
             (wire_with(|w| w.version = 2), |e| {
                 matches!(e, SealError::UnsupportedVersion { got: 2, .. })
             }),
@@ -1831,7 +1920,14 @@ mod tests {
                 matches!(e, SealError::PayloadTooLarge { .. })
             }),
             (wire_with(|w| w.total_len = 3 * CHUNK_SIZE as u64), |e| {
-                matches!(e, SealError::ChunkCount { got: 2, expected: 3, .. })
+                matches!(
+                    e,
+                    SealError::ChunkCount {
+                        got: 2,
+                        expected: 3,
+                        ..
+                    }
+                )
             }),
             (wire_with(|w| w.chunks.clear()), |e| {
                 matches!(e, SealError::ChunkCount { got: 0, .. })
@@ -1845,12 +1941,14 @@ mod tests {
             (wire_with(|w| w.wraps.clear()), |e| {
                 matches!(e, SealError::NoWraps)
             }),
-            (wire_with(|w| w.wraps = vec![wrap_to("B"), wrap_to("A")]), |e| {
-                matches!(e, SealError::WrapsUnsorted { index: 1 })
-            }),
-            (wire_with(|w| w.wraps = vec![wrap_to("A"), wrap_to("A")]), |e| {
-                matches!(e, SealError::DuplicateWrap { .. })
-            }),
+            (
+                wire_with(|w| w.wraps = vec![wrap_to("B"), wrap_to("A")]),
+                |e| matches!(e, SealError::WrapsUnsorted { index: 1 }),
+            ),
+            (
+                wire_with(|w| w.wraps = vec![wrap_to("A"), wrap_to("A")]),
+                |e| matches!(e, SealError::DuplicateWrap { .. }),
+            ),
         ];
         for (bytes, check) in cases {
             let err = Manifest::decode(&bytes).unwrap_err();
@@ -1870,7 +1968,10 @@ mod tests {
         // Unknown fields are refused.
         let mut value: ciborium::Value = ciborium::de::from_reader(ok.as_slice()).unwrap();
         if let ciborium::Value::Map(entries) = &mut value {
-            entries.push((ciborium::Value::Text("x".into()), ciborium::Value::Integer(1.into())));
+            entries.push((
+                ciborium::Value::Text("x".into()),
+                ciborium::Value::Integer(1.into()),
+            ));
         }
         let extra = cbor::to_canonical(&value).unwrap();
         assert!(matches!(
@@ -1883,6 +1984,9 @@ mod tests {
     fn ids_print_as_hex() {
         let id = PayloadId([0xab; 32]);
         assert_eq!(id.to_string(), "ab".repeat(32));
-        assert_eq!(format!("{:?}", ChunkId([1; 32])), format!("ChunkId({})", "01".repeat(32)));
+        assert_eq!(
+            format!("{:?}", ChunkId([1; 32])),
+            format!("ChunkId({})", "01".repeat(32))
+        );
     }
 }
