@@ -228,7 +228,10 @@ fn golden_manifest_decodes_and_opens() {
         &mut RecipientEpochs::default(),
     )
     .unwrap();
-    assert_eq!(open_chunk(&m, &key, 0, &chunk0).unwrap(), field("plaintext"));
+    assert_eq!(
+        open_chunk(&m, &key, 0, &chunk0).unwrap(),
+        field("plaintext")
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -277,7 +280,12 @@ fn sample_manifest() -> Vec<u8> {
 fn make_sample_manifest() -> Vec<u8> {
     let mut rng = ChaCha20Rng::from_seed([3; 32]);
     let to: Vec<_> = (1..=3)
-        .map(|n| (agency(n), EncryptionSecret::from_bytes(&[n; 32]).public_key()))
+        .map(|n| {
+            (
+                agency(n),
+                EncryptionSecret::from_bytes(&[n; 32]).public_key(),
+            )
+        })
         .collect();
     let sealed = seal(
         &[5u8; 300_000],
