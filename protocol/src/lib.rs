@@ -11,6 +11,7 @@ pub mod keys;
 pub mod relay;
 pub mod rfc6962;
 pub mod roster;
+pub mod seal;
 pub mod signed_note;
 pub mod status;
 pub mod tlog_checkpoint;
