@@ -25,7 +25,7 @@ use crate::content_id::ContentId;
 use crate::envelope::{ENVELOPE_VERSION, EnvelopeBody, Kind, Payload, Routing, SignedEnvelope};
 use crate::keys::SigningKey;
 use crate::roster::Roster;
-use crate::status::{Party, StatusChain, StatusCode, StatusError};
+use crate::status::{Party, Stage, StatusChain, StatusCode, StatusError};
 
 use super::records::{
     self, ChainHead, DeliveryRecord, Equivocation, Role, SeenRecord, StatusEntry, StatusRecord,
@@ -280,7 +280,7 @@ pub struct Relay {
     overlay: Overlay,
     next_batch: u64,
     committed: u64,
-    deferred: VecDeque<(u64, Action)>,
+    deferred: BTreeMap<u64, Vec<Action>>,
     actions: VecDeque<Action>,
     buckets: HashMap<String, Bucket>,
     now: u64,
@@ -324,7 +324,7 @@ impl Relay {
             overlay: HashMap::new(),
             next_batch: 1,
             committed: 0,
-            deferred: VecDeque::new(),
+            deferred: BTreeMap::new(),
             actions: VecDeque::new(),
             buckets: HashMap::new(),
             now: 0,
@@ -494,7 +494,7 @@ impl Relay {
             }
         }
         self.actions.push_back(Action::Persist(batch));
-        self.deferred.extend(after.into_iter().map(|a| (id, a)));
+        self.deferred.entry(id).or_default().extend(after);
         let now = self.now;
         for (env, recipient, record) in tracks {
             self.track(env.id(), recipient, &env, record, id, now);
@@ -505,10 +505,29 @@ impl Relay {
         self.committed = self.committed.max(batch);
         let committed = self.committed;
         self.overlay.retain(|_, (b, _)| *b > committed);
-        while self.deferred.front().is_some_and(|(b, _)| *b <= committed) {
-            if let Some((_, action)) = self.deferred.pop_front() {
-                self.actions.push_back(action);
+        while let Some(entry) = self.deferred.first_entry() {
+            if *entry.key() > committed {
+                break;
             }
+            self.actions.extend(entry.remove());
+        }
+    }
+
+    /// The batch that must be durable before `key` can be vouched for, if it is not yet.
+    fn pending_batch(&self, column: Column, key: &[u8]) -> Option<u64> {
+        self.overlay
+            .get(&(column, key.to_vec()))
+            .map(|(b, _)| *b)
+            .filter(|b| *b > self.committed)
+    }
+
+    /// Releases `action` once batch `after` (if any) is durable.
+    fn release_after(&mut self, after: Option<u64>, action: Action) {
+        match after {
+            Some(batch) if batch > self.committed => {
+                self.deferred.entry(batch).or_default().push(action)
+            }
+            _ => self.actions.push_back(action),
         }
     }
 
@@ -584,6 +603,9 @@ impl Relay {
             Outcome::Refused(r) | Outcome::RecipientGone(r) => Some(r.clone()),
             Outcome::Expired => Some("expired before the recipient confirmed".to_owned()),
         };
+        if p.role == Role::Origin && p.kind == Kind::Status && reason.is_some() {
+            self.request_refused(work, store, id, recipient);
+        }
         if let Some(reason) = reason.filter(|_| p.role == Role::Origin && p.kind.is_document()) {
             let status_key = id_agency_key(&id, recipient);
             if let Some(mut record) =
@@ -1006,11 +1028,20 @@ impl Relay {
         }
         if self.read(store, Column::Seen, id.as_bytes()).is_some() {
             if mode == Mode::Push {
+                // Vouch for it only once it is durable here.
                 let receipts = local
                     .into_iter()
                     .map(|recipient| Receipt::Duplicate { recipient })
                     .collect();
-                self.ack(peer, id, receipts);
+                let after = self.pending_batch(Column::Seen, id.as_bytes());
+                let wire = Wire::PushAck { id, receipts };
+                self.release_after(
+                    after,
+                    Action::Send {
+                        peer: peer.to_owned(),
+                        wire,
+                    },
+                );
             }
             return Verdict::Ignore;
         }
@@ -1035,22 +1066,24 @@ impl Relay {
         let receipts = if env.body().kind == Kind::Status {
             self.receive_status(&mut work, store, &env, &local)
         } else {
-            self.receive_document(&mut work, &env, &local)
+            self.receive_document(&mut work, store, &env, &local)
         };
-        let Some(receipts) = receipts else {
-            // Nothing stored: every local recipient is asked to retry.
-            if mode == Mode::Push {
-                let reason = "the document this status is about has not arrived yet".to_owned();
-                let receipts = local
-                    .into_iter()
-                    .map(|recipient| Receipt::Retry {
-                        recipient,
-                        reason: reason.clone(),
-                    })
-                    .collect();
-                self.ack(peer, id, receipts);
+        let receipts = match receipts {
+            Ok(receipts) => receipts,
+            Err(reason) => {
+                // Nothing stored: every local recipient is asked to retry.
+                if mode == Mode::Push {
+                    let receipts = local
+                        .into_iter()
+                        .map(|recipient| Receipt::Retry {
+                            recipient,
+                            reason: reason.clone(),
+                        })
+                        .collect();
+                    self.ack(peer, id, receipts);
+                }
+                return Verdict::Accept;
             }
-            return Verdict::Accept;
         };
         self.check_chain(&mut work, store, &env);
         work.batch
@@ -1075,9 +1108,10 @@ impl Relay {
     fn receive_document(
         &mut self,
         work: &mut Work,
+        store: &impl StoreView,
         env: &SignedEnvelope,
         local: &[AgencyId],
-    ) -> Option<Vec<Receipt>> {
+    ) -> Result<Vec<Receipt>, String> {
         let body = env.body();
         let mut receipts = Vec::with_capacity(local.len());
         for tenant in local {
@@ -1104,10 +1138,15 @@ impl Relay {
                     continue;
                 }
             };
-            let mut record = StatusRecord::new(body.from.clone(), body.created_ms);
-            let chain = StatusChain::default()
+            // When the sender is hosted here too, both sides share one record.
+            let key = id_agency_key(&env.id(), tenant);
+            let mut record = self
+                .read_record::<StatusRecord>(store, Column::Statuses, &key)
+                .unwrap_or_else(|| StatusRecord::new(body.from.clone(), body.created_ms));
+            let chain = record
+                .chain
                 .apply(Party::Recipient, StatusCode::Arrived)
-                .unwrap_or_default();
+                .unwrap_or(record.chain);
             record.push(
                 chain,
                 StatusEntry {
@@ -1116,11 +1155,8 @@ impl Relay {
                     at_ms: self.now,
                 },
             );
-            work.batch.put(
-                Column::Statuses,
-                id_agency_key(&env.id(), tenant),
-                records::encode(&record),
-            );
+            work.batch
+                .put(Column::Statuses, key, records::encode(&record));
             self.add_outbound(
                 work,
                 &arrived,
@@ -1133,7 +1169,7 @@ impl Relay {
                 status: Some(arrived.bytes().to_vec()),
             });
         }
-        Some(receipts)
+        Ok(receipts)
     }
 
     /// Applies a status to the local records it is about. `None` when the document is not
@@ -1144,9 +1180,11 @@ impl Relay {
         store: &impl StoreView,
         env: &SignedEnvelope,
         local: &[AgencyId],
-    ) -> Option<Vec<Receipt>> {
+    ) -> Result<Vec<Receipt>, String> {
         let body = env.body();
-        let (code, document) = (body.routing.status?, body.routing.refers_to?);
+        let (Some(code), Some(document)) = (body.routing.status, body.routing.refers_to) else {
+            return Err("a status without code or document".into());
+        };
         let mut receipts = Vec::with_capacity(local.len());
         let mut updates = Vec::new();
         for tenant in local {
@@ -1160,33 +1198,54 @@ impl Relay {
                     tenant,
                 )
             };
-            let record: StatusRecord = self.read_record(store, Column::Statuses, &key)?;
-            let refuse = |reason: String| Receipt::Refused {
-                recipient: tenant.clone(),
-                reason,
+            let Some(record) = self.read_record::<StatusRecord>(store, Column::Statuses, &key)
+            else {
+                return Err(format!("document {document} has not arrived here yet"));
             };
             if &record.sender != expected_sender {
-                receipts.push(refuse(format!(
-                    "status {code} about {document} from an agency not party to it"
-                )));
+                let reason =
+                    format!("status {code} about {document} from an agency not party to it");
+                receipts.push(Receipt::Refused {
+                    recipient: tenant.clone(),
+                    reason,
+                });
+                continue;
+            }
+            if self.tenants.contains_key(&body.from) {
+                // The author is hosted here: it updated the shared record when it posted.
+                updates.push((tenant.clone(), key, None));
+                continue;
+            }
+            if record.chain.stage == Stage::Recalled && party == Party::Recipient {
+                // The recipient posted it before it agreed to the recall (its node checked
+                // the order); it overtook nothing that matters: keep it in the history.
+                let chain = record.chain;
+                updates.push((tenant.clone(), key, Some((record, chain))));
                 continue;
             }
             match record.chain.apply(party, code) {
-                Ok(chain) => updates.push((tenant.clone(), key, record, chain)),
-                Err(e) => receipts.push(refuse(e.to_string())),
+                Ok(chain) => updates.push((tenant.clone(), key, Some((record, chain)))),
+                // An earlier status from the same author may still be on its way.
+                Err(e) if may_become_valid(&record.chain, code) => return Err(e.to_string()),
+                Err(e) => receipts.push(Receipt::Refused {
+                    recipient: tenant.clone(),
+                    reason: e.to_string(),
+                }),
             }
         }
-        for (tenant, key, mut record, chain) in updates {
-            record.push(
-                chain,
-                StatusEntry {
-                    code,
-                    id: env.id(),
-                    at_ms: body.created_ms,
-                },
-            );
-            work.batch
-                .put(Column::Statuses, key, records::encode(&record));
+        for (tenant, key, update) in updates {
+            if let Some((mut record, chain)) = update {
+                record.push(
+                    chain,
+                    StatusEntry {
+                        code,
+                        id: env.id(),
+                        at_ms: body.created_ms,
+                    },
+                );
+                work.batch
+                    .put(Column::Statuses, key, records::encode(&record));
+            }
             self.append_inbox(work, &tenant, env.id());
             if party_is_recipient(code) {
                 // Any status from the recipient proves arrival: the delivery is done.
@@ -1197,7 +1256,7 @@ impl Relay {
                 status: None,
             });
         }
-        Some(receipts)
+        Ok(receipts)
     }
 
     /// Records the sender's sequence number; two envelopes for one place in a sender's
@@ -1346,15 +1405,24 @@ impl Relay {
                 .put(Column::Envelopes, id.as_bytes().to_vec(), bytes);
             self.add_outbound(&mut work, &env, &new, Role::Custodian);
         }
-        work.after.push(Action::Send {
-            peer: peer.to_owned(),
-            wire: Wire::CustodyAck {
-                id,
-                accepted: recipients,
-                refused: None,
-            },
-        });
         self.issue(work);
+        // Acknowledge custody only once every record it vouches for is durable.
+        let after = recipients
+            .iter()
+            .filter_map(|r| self.pending_batch(Column::Deliveries, &id_agency_key(&id, r)))
+            .max();
+        let wire = Wire::CustodyAck {
+            id,
+            accepted: recipients,
+            refused: None,
+        };
+        self.release_after(
+            after,
+            Action::Send {
+                peer: peer.to_owned(),
+                wire,
+            },
+        );
     }
 
     fn on_message(&mut self, peer: String, wire: Wire, store: &impl StoreView) {
@@ -1530,6 +1598,35 @@ impl Relay {
         chosen
     }
 
+    /// A 13 that the recipient's node refused (e.g. it had already finished) leaves no
+    /// request pending in this node's view of the chain.
+    fn request_refused(
+        &mut self,
+        work: &mut Work,
+        store: &impl StoreView,
+        status: ContentId,
+        recipient: &AgencyId,
+    ) {
+        let Some(env) = self.read(store, Column::Envelopes, status.as_bytes()) else {
+            return;
+        };
+        let Ok(env) = SignedEnvelope::decode(&env) else {
+            return;
+        };
+        let routing = &env.body().routing;
+        let (Some(StatusCode::RecallRequested), Some(document)) =
+            (routing.status, routing.refers_to)
+        else {
+            return;
+        };
+        let key = id_agency_key(&document, recipient);
+        if let Some(mut record) = self.read_record::<StatusRecord>(store, Column::Statuses, &key) {
+            record.chain.request_pending = false;
+            work.batch
+                .put(Column::Statuses, key, records::encode(&record));
+        }
+    }
+
     /// Sends what is due: pushes, custody requests, expiries.
     fn run_due(&mut self, store: &impl StoreView) {
         let now = self.now;
@@ -1624,4 +1721,26 @@ impl Relay {
 
 fn party_is_recipient(code: StatusCode) -> bool {
     code.party() == Party::Recipient
+}
+
+/// Whether a refused status could become valid once earlier statuses arrive: statuses from
+/// one author can overtake each other on the network, so a 06 may arrive before its 03.
+fn may_become_valid(chain: &StatusChain, code: StatusCode) -> bool {
+    let rank = |stage: Stage| match stage {
+        Stage::Sent => 0,
+        Stage::At(StatusCode::Arrived) => 1,
+        Stage::At(StatusCode::Rejected | StatusCode::Accepted) => 2,
+        Stage::At(StatusCode::Assigned) => 3,
+        Stage::At(StatusCode::Processing) => 4,
+        Stage::At(StatusCode::Completed) => 5,
+        Stage::At(_) | Stage::Recalled => u8::MAX,
+    };
+    if chain.stage == Stage::Recalled || code.party() != Party::Recipient {
+        return false;
+    }
+    let answers_request = matches!(code, StatusCode::RecallAgreed | StatusCode::RecallRefused);
+    if chain.request_pending && !answers_request {
+        return true; // the answer to the request (15/16) will come first
+    }
+    !answers_request && rank(Stage::At(code)) > rank(chain.stage).saturating_add(1)
 }
