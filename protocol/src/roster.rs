@@ -425,7 +425,9 @@ impl SignedRoster {
     /// Counts valid signatures by distinct keys of `trusted` and checks the threshold.
     /// Signatures by other keys are an error: a proposal carries only root signatures.
     pub fn check_signatures(&self, trusted: &Federation) -> Result<(), RosterError> {
-        let mut valid = 0;
+        // Count each key once: `sigs` is public, so a repeated signature may reach here
+        // without passing through `decode`'s sorted-and-unique check.
+        let mut valid_keys = BTreeSet::new();
         for s in &self.sigs {
             if !trusted.root_keys.contains(&s.key) {
                 return Err(RosterError::UnknownSigner(s.key.fingerprint()));
@@ -434,9 +436,10 @@ impl SignedRoster {
                 .verify(SignatureDomain::Roster, &self.roster, &s.sig)
                 .is_ok()
             {
-                valid += 1;
+                valid_keys.insert(s.key);
             }
         }
+        let valid = valid_keys.len();
         if valid < usize::from(trusted.threshold) {
             return Err(RosterError::Threshold {
                 valid,
