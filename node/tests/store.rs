@@ -19,8 +19,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lienthong_node::store::{Family, Store, StoreConfig, StoreError};
+use lienthong_node::store::{Family, Store, StoreConfig, StoreError, WriteOp};
 use lienthong_protocol::relay::store::{Batch, Column};
+use proptest::prelude::*;
 
 fn key(id: u64) -> Vec<u8> {
     id.to_be_bytes().to_vec()
@@ -208,6 +209,72 @@ async fn every_family_is_created_and_reopens() {
     let store = Store::open(dir.path()).unwrap();
     for family in Family::ALL {
         assert!(store.scan(family).unwrap().is_empty(), "{}", family.name());
+    }
+}
+
+fn op_strategy() -> impl Strategy<Value = WriteOp> {
+    let family = prop::sample::select(vec![
+        Family::Relay(Column::Envelopes),
+        Family::Relay(Column::Meta),
+        Family::Chunks,
+    ]);
+    // Few, short keys, so that puts overwrite and deletes hit.
+    let key = prop::collection::vec(0u8..3, 1..3);
+    prop_oneof![
+        (
+            family.clone(),
+            key.clone(),
+            prop::collection::vec(any::<u8>(), 0..16)
+        )
+            .prop_map(|(family, key, value)| WriteOp::Put { family, key, value }),
+        (family, key).prop_map(|(family, key)| WriteOp::Delete { family, key }),
+    ]
+}
+
+type Model = std::collections::BTreeMap<(Family, Vec<u8>), Vec<u8>>;
+
+fn model_rows(model: &Model, family: Family, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    model
+        .iter()
+        .filter(|((f, k), _)| *f == family && k.starts_with(prefix))
+        .map(|((_, k), v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// Any sequence of atomic writes, applied in order, reads back like a map, before and
+    /// after reopening.
+    #[test]
+    fn writes_read_back_like_a_map(
+        batches in prop::collection::vec(prop::collection::vec(op_strategy(), 0..6), 1..12)
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut model = Model::new();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for ops in &batches {
+                for op in ops {
+                    match op.clone() {
+                        WriteOp::Put { family, key, value } => { model.insert((family, key), value); }
+                        WriteOp::Delete { family, key } => { model.remove(&(family, key)); }
+                    }
+                }
+                runtime.block_on(store.write(ops.clone())).unwrap();
+            }
+            for family in [Family::Relay(Column::Envelopes), Family::Chunks] {
+                prop_assert_eq!(store.scan_prefix(family, &[1]).unwrap(), model_rows(&model, family, &[1]));
+            }
+        }
+        let store = Store::open(dir.path()).unwrap();
+        for family in Family::ALL {
+            prop_assert_eq!(store.scan(family).unwrap(), model_rows(&model, family, &[]));
+        }
+        for ((family, key), value) in &model {
+            prop_assert_eq!(store.get(*family, key).unwrap(), Some(value.clone()));
+        }
     }
 }
 
