@@ -79,7 +79,7 @@ use lienthong_protocol::relay::store::{Batch, Column};
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBIteratorWithThreadMode,
-    DBRecoveryMode, Direction, IteratorMode, Options,
+    DBRecoveryMode, Direction, IteratorMode, Options, ReadOptions,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
@@ -490,7 +490,7 @@ impl Store {
 
     /// Every row of every relay column (column by column, in [`Column::ALL`] order, keys in
     /// order), streamed, for the relay's restart. Blocking; call it before the driver
-    /// starts writing.
+    /// starts writing. Bypasses the block cache (a one-off full scan).
     pub fn recover_rows(&self) -> RecoverRows<'_> {
         RecoverRows {
             store: self,
@@ -652,7 +652,14 @@ impl Iterator for RecoverRows<'_> {
             };
             match self.store.handle(column.into()) {
                 Ok(handle) => {
-                    let iter = self.store.inner.db.iterator_cf(handle, IteratorMode::Start);
+                    // A one-off full scan: do not evict the hot set from the block cache.
+                    let mut options = ReadOptions::default();
+                    options.fill_cache(false);
+                    let iter =
+                        self.store
+                            .inner
+                            .db
+                            .iterator_cf_opt(handle, options, IteratorMode::Start);
                     self.current = Some((column, iter));
                 }
                 Err(err) => {
