@@ -449,13 +449,15 @@ impl Store {
         Ok(rows)
     }
 
-    /// Every row of every relay column (column by column, in [`Column::ALL`] order, keys in
-    /// order), streamed, for the relay's restart. Blocking; call it before the driver
-    /// starts writing. Bypasses the block cache (a one-off full scan).
+    /// Every row the relay needs to restart ([`Relay::RECOVERY_COLUMNS`], column by column,
+    /// keys in order), streamed; the relay reads other columns on demand. Blocking; call it
+    /// before the driver starts writing. Bypasses the block cache (a one-off scan).
+    ///
+    /// [`Relay::RECOVERY_COLUMNS`]: lienthong_protocol::relay::Relay::RECOVERY_COLUMNS
     pub fn recover_rows(&self) -> RecoverRows<'_> {
         RecoverRows {
             store: self,
-            columns: Column::ALL.iter(),
+            columns: lienthong_protocol::relay::Relay::RECOVERY_COLUMNS.iter(),
             current: None,
             done: false,
         }

@@ -331,6 +331,9 @@ impl Relay {
         }
     }
 
+    /// The columns whose rows [`Relay::recover`] needs; it reads the others on demand.
+    pub const RECOVERY_COLUMNS: [Column; 2] = [Column::Chains, Column::Deliveries];
+
     /// Rebuilds the relay after a restart from the durable `Chains` and `Deliveries` rows
     /// (other columns are read on demand through the store view). Every unfinished
     /// delivery is due at once.
