@@ -13,7 +13,7 @@ use lienthong_protocol::agency::AgencyId;
 use lienthong_protocol::cbor;
 use lienthong_protocol::content_id::ContentId;
 use lienthong_protocol::envelope::{
-    ENVELOPE_VERSION, EnvelopeBody, Kind, Payload, Routing, SignedEnvelope,
+    ENVELOPE_VERSION, EnvelopeBody, InlinePayload, Kind, Payload, Routing, SignedEnvelope,
 };
 use lienthong_protocol::keys::{
     Signature, SignatureDomain, SigningKey, VerifyingKey, verify_batch,
@@ -22,12 +22,12 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 
-fn typical_body(rng: &mut ChaCha20Rng) -> EnvelopeBody {
+fn typical_body(rng: &mut ChaCha20Rng) -> (EnvelopeBody, InlinePayload) {
     let mut chunk = vec![0u8; 1024];
     rng.fill_bytes(&mut chunk);
     let mut manifest = vec![0u8; 96];
     rng.fill_bytes(&mut manifest);
-    EnvelopeBody {
+    let body = EnvelopeBody {
         v: ENVELOPE_VERSION,
         kind: Kind::Document,
         from: AgencyId::parse("000.00.00.G22").unwrap(),
@@ -44,15 +44,17 @@ fn typical_body(rng: &mut ChaCha20Rng) -> EnvelopeBody {
             due: Some("2026-12-01".into()),
             ..Routing::default()
         },
-        payload: Payload::Inline { manifest, chunk },
-    }
+        payload: Payload::None,
+    };
+    (body, InlinePayload { manifest, chunk })
 }
 
 fn ed25519(c: &mut Criterion) {
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let key = SigningKey::generate(&mut rng);
     let public = key.verifying_key();
-    let env = SignedEnvelope::sign(typical_body(&mut rng), &key).unwrap();
+    let (body, inline) = typical_body(&mut rng);
+    let env = SignedEnvelope::sign_inline(body, &inline, &key).unwrap();
     let body = env.signed_body().to_vec();
     let sig = *env.signature();
 
@@ -102,8 +104,8 @@ fn envelope(c: &mut Criterion) {
     let mut rng = ChaCha20Rng::seed_from_u64(2);
     let key = SigningKey::generate(&mut rng);
     let public = key.verifying_key();
-    let body = typical_body(&mut rng);
-    let env = SignedEnvelope::sign(body.clone(), &key).unwrap();
+    let (body, inline) = typical_body(&mut rng);
+    let env = SignedEnvelope::sign_inline(body.clone(), &inline, &key).unwrap();
     let bytes = env.bytes().to_vec();
     println!(
         "typical envelope: {} bytes on the wire, {} bytes signed body",
@@ -119,7 +121,7 @@ fn envelope(c: &mut Criterion) {
     g.bench_function("encode_and_sign", |b| {
         b.iter_batched(
             || body.clone(),
-            |body| SignedEnvelope::sign(body, &key).unwrap(),
+            |body| SignedEnvelope::sign_inline(body, &inline, &key).unwrap(),
             BatchSize::SmallInput,
         );
     });

@@ -104,12 +104,20 @@ pub fn check_canonical(bytes: &[u8], max_len: usize) -> Result<(), CborError> {
             max: max_len,
         });
     }
+    match first_item_len(bytes)? {
+        len if len == bytes.len() => Ok(()),
+        len => Err(CborError::TrailingBytes {
+            extra: bytes.len() - len,
+        }),
+    }
+}
+
+/// The length of the deterministic CBOR item at the start of `bytes` (checked as
+/// [`check_canonical`] checks a whole input); what follows it is not looked at.
+pub fn first_item_len(bytes: &[u8]) -> Result<usize, CborError> {
     let mut scanner = Scanner { bytes, pos: 0 };
     scanner.item(0)?;
-    match bytes.len() - scanner.pos {
-        0 => Ok(()),
-        extra => Err(CborError::TrailingBytes { extra }),
-    }
+    Ok(scanner.pos)
 }
 
 struct Scanner<'a> {

@@ -1,10 +1,13 @@
 //! The signed envelope (DESIGN §4): the small, gossiped, per-sender hash-chained record that
 //! announces a document, status, revocation, update, replacement or roster epoch.
 //!
-//! Wire form: the deterministic CBOR array `[body, signature]`. The signature covers
-//! `SignatureDomain::Envelope.prefix() || body bytes`, where the body bytes are the exact
-//! bytes inside the array, so verification needs no re-encoding. The content id is the
-//! SHA-256 of the whole array. [`SignedEnvelope::decode`] checks shape and limits; the
+//! Wire form: the deterministic CBOR array `[body, signature]` (the **header**), or
+//! `[body, signature, inline]` when a small sealed payload travels with it. The signature
+//! covers `SignatureDomain::Envelope.prefix() || body bytes`, where the body bytes are the
+//! exact bytes inside the array, so verification needs no re-encoding. The body commits to
+//! an inline payload by its SHA-256 and size, so the header alone is verifiable: that is
+//! what the audit ledger stores (no payloads). The content id is the SHA-256 of the
+//! header `[body, signature]`, whether or not the payload travels with it. [`SignedEnvelope::decode`] checks shape and limits; the
 //! signature needs the sender's key from the roster, so it is checked by
 //! [`SignedEnvelope::verify`], which every receiver calls before acting.
 
@@ -87,13 +90,12 @@ fn is_zero(v: &u8) -> bool {
 pub enum Payload {
     /// No content (statuses without a reason).
     None,
-    /// A small sealed payload carried in the envelope: the manifest's canonical bytes and
-    /// its single ciphertext chunk.
+    /// A small sealed payload carried beside the body ([`InlinePayload`]): the SHA-256 and
+    /// size of its canonical bytes.
     Inline {
-        #[serde(with = "serde_bytes")]
-        manifest: Vec<u8>,
-        #[serde(with = "serde_bytes")]
-        chunk: Vec<u8>,
+        #[serde(with = "crate::cbor::bytes32")]
+        digest: [u8; 32],
+        size: u32,
     },
     /// A sealed payload fetched by hash: the manifest's id (SHA-256 of its canonical bytes)
     /// and the total ciphertext size (manifest and chunks), for quotas before fetching.
@@ -262,8 +264,8 @@ impl EnvelopeBody {
                 }
             }
         }
-        if let Payload::Inline { manifest, chunk } = &self.payload
-            && manifest.len() + chunk.len() > MAX_INLINE_PAYLOAD
+        if let Payload::Inline { size, .. } = &self.payload
+            && *size as usize > MAX_INLINE_PAYLOAD
         {
             return Err(field(
                 "payload",
@@ -289,30 +291,112 @@ fn is_iso_date(s: &str) -> bool {
         && (1..=31).contains(&num(8..10))
 }
 
+/// A small sealed payload that travels beside an envelope's body: a one-chunk payload's
+/// manifest (canonical bytes) and its ciphertext chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InlinePayload {
+    #[serde(with = "serde_bytes")]
+    pub manifest: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub chunk: Vec<u8>,
+}
+
+impl InlinePayload {
+    /// Its canonical bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, EnvelopeError> {
+        Ok(cbor::to_canonical(self)?)
+    }
+
+    /// Decodes canonical bytes of at most [`MAX_INLINE_PAYLOAD`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        Ok(cbor::from_canonical(bytes, MAX_INLINE_PAYLOAD)?)
+    }
+}
+
 /// A decoded envelope together with its exact bytes and content id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedEnvelope {
     body: EnvelopeBody,
     signature: Signature,
+    /// The wire bytes: the header, then the inline payload if any.
     bytes: Vec<u8>,
+    /// End of the signature within `bytes` (the header is `0x82 || bytes[1..header_end]`).
+    header_end: usize,
     id: ContentId,
 }
 
-/// `[body, bstr(64)]`: the array head (1 byte) and the signature's head (2 bytes) + 64.
-const ARRAY_HEAD: usize = 1;
-const SIGNATURE_TAIL: usize = 2 + 64;
+/// Array heads of `[body, signature]` and `[body, signature, inline]`.
+const HEADER_HEAD: u8 = 0x82;
+const WITH_INLINE_HEAD: u8 = 0x83;
+/// The signature's byte-string head (2 bytes) and 64 bytes.
+const SIGNATURE_LEN: usize = 2 + 64;
+
+fn header_id(after_head: &[u8]) -> ContentId {
+    use sha2::{Digest, Sha256};
+    ContentId(
+        Sha256::new()
+            .chain_update([HEADER_HEAD])
+            .chain_update(after_head)
+            .finalize()
+            .into(),
+    )
+}
 
 impl SignedEnvelope {
-    /// Validates and signs `body`.
+    /// Validates and signs `body` (whose payload must not be `Inline`: see
+    /// [`Self::sign_inline`]).
     pub fn sign(body: EnvelopeBody, key: &SigningKey) -> Result<Self, EnvelopeError> {
+        if matches!(body.payload, Payload::Inline { .. }) {
+            return Err(field(
+                "payload",
+                "inline payload bytes missing (use sign_inline)",
+            ));
+        }
+        Self::sign_parts(body, None, key)
+    }
+
+    /// Signs `body` with `inline` travelling beside it; the body's payload is set to the
+    /// inline payload's digest and size.
+    pub fn sign_inline(
+        mut body: EnvelopeBody,
+        inline: &InlinePayload,
+        key: &SigningKey,
+    ) -> Result<Self, EnvelopeError> {
+        use sha2::{Digest, Sha256};
+        let blob = inline.to_bytes()?;
+        let size =
+            u32::try_from(blob.len()).map_err(|_| field("payload", "inline payload too large"))?;
+        body.payload = Payload::Inline {
+            digest: Sha256::digest(&blob).into(),
+            size,
+        };
+        Self::sign_parts(body, Some(blob), key)
+    }
+
+    fn sign_parts(
+        body: EnvelopeBody,
+        inline: Option<Vec<u8>>,
+        key: &SigningKey,
+    ) -> Result<Self, EnvelopeError> {
         body.validate()?;
         let body_bytes = cbor::to_canonical(&body)?;
         let signature = key.sign(SignatureDomain::Envelope, &body_bytes);
-        let mut bytes = Vec::with_capacity(ARRAY_HEAD + body_bytes.len() + SIGNATURE_TAIL);
-        bytes.push(0x82);
+        let blob_len = inline.as_ref().map_or(0, |b| b.len() + 9);
+        let mut bytes = Vec::with_capacity(1 + body_bytes.len() + SIGNATURE_LEN + blob_len);
+        bytes.push(if inline.is_some() {
+            WITH_INLINE_HEAD
+        } else {
+            HEADER_HEAD
+        });
         bytes.extend_from_slice(&body_bytes);
         bytes.extend_from_slice(&[0x58, 0x40]);
         bytes.extend_from_slice(&signature.0);
+        let header_end = bytes.len();
+        if let Some(blob) = inline {
+            bytes.extend_from_slice(&bytestring_head(blob.len()));
+            bytes.extend_from_slice(&blob);
+        }
         if bytes.len() > MAX_ENVELOPE_LEN {
             return Err(CborError::TooLarge {
                 len: bytes.len(),
@@ -320,33 +404,46 @@ impl SignedEnvelope {
             }
             .into());
         }
-        let id = ContentId::of(&bytes);
+        let id = header_id(bytes.get(1..header_end).unwrap_or_default());
         Ok(Self {
             body,
             signature,
             bytes,
+            header_end,
             id,
         })
     }
 
     /// Decodes untrusted bytes: deterministic CBOR, at most [`MAX_ENVELOPE_LEN`], a known
-    /// version and valid fields. Does not check the signature (see [`Self::verify`]).
+    /// version, valid fields, and an inline payload exactly when the body commits to one.
+    /// Does not check the signature (see [`Self::verify`]).
     pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        Self::decode_inner(bytes, false)
+    }
+
+    /// Decodes a header `[body, signature]` as the audit ledger keeps it: like
+    /// [`Self::decode`], but an inline payload the body commits to is not required (and not
+    /// accepted). The signature and content id are those of the full envelope.
+    pub fn decode_header(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        Self::decode_inner(bytes, true)
+    }
+
+    fn decode_inner(bytes: &[u8], header_only: bool) -> Result<Self, EnvelopeError> {
         cbor::check_canonical(bytes, MAX_ENVELOPE_LEN)?;
-        let (head, rest) = bytes.split_first().ok_or(EnvelopeError::Shape)?;
-        let split = rest
-            .len()
-            .checked_sub(SIGNATURE_TAIL)
+        let (&head, rest) = bytes.split_first().ok_or(EnvelopeError::Shape)?;
+        if head != HEADER_HEAD && (head != WITH_INLINE_HEAD || header_only) {
+            return Err(EnvelopeError::Shape);
+        }
+        let body_len = cbor::first_item_len(rest).map_err(|_| EnvelopeError::Shape)?;
+        let (body_bytes, after_body) = rest.split_at(body_len);
+        let (sig_item, inline_item) = after_body
+            .split_at_checked(SIGNATURE_LEN)
             .ok_or(EnvelopeError::Shape)?;
-        let (body_bytes, tail) = rest.split_at(split);
-        let (sig_head, sig) = tail.split_at(2);
-        if *head != 0x82 || sig_head != [0x58, 0x40] {
+        let (sig_head, sig) = sig_item.split_at(2);
+        if sig_head != [0x58, 0x40] {
             return Err(EnvelopeError::Shape);
         }
         let signature = Signature(sig.try_into().map_err(|_| EnvelopeError::Shape)?);
-        // The body must itself be exactly one canonical item (not, say, two items that
-        // happen to fill the space before a signature-looking tail).
-        cbor::check_canonical(body_bytes, MAX_ENVELOPE_LEN).map_err(|_| EnvelopeError::Shape)?;
         let body: EnvelopeBody = match cbor::from_canonical(body_bytes, MAX_ENVELOPE_LEN) {
             Ok(body) => body,
             Err(e) => {
@@ -355,11 +452,46 @@ impl SignedEnvelope {
             }
         };
         body.validate()?;
+        match (&body.payload, head) {
+            (Payload::Inline { digest, size }, WITH_INLINE_HEAD) => {
+                use sha2::{Digest, Sha256};
+                let blob = inline_item
+                    .get(bytestring_head(*size as usize).len()..)
+                    .unwrap_or_default();
+                let expected = [bytestring_head(*size as usize).as_slice(), blob].concat();
+                if expected != inline_item || blob.len() != *size as usize {
+                    return Err(field(
+                        "payload",
+                        "inline payload size differs from the signed size",
+                    ));
+                }
+                if Sha256::digest(blob).as_slice() != digest {
+                    return Err(field(
+                        "payload",
+                        "inline payload digest differs from the signed digest",
+                    ));
+                }
+                InlinePayload::decode(blob)?;
+            }
+            (Payload::Inline { .. }, _) if !header_only => {
+                return Err(field("payload", "inline payload bytes missing"));
+            }
+            (_, WITH_INLINE_HEAD) => {
+                return Err(field(
+                    "payload",
+                    "inline bytes beside a body that commits to none",
+                ));
+            }
+            _ => {}
+        }
+        let header_end = 1 + body_len + SIGNATURE_LEN;
+        let id = header_id(bytes.get(1..header_end).unwrap_or_default());
         Ok(Self {
             body,
             signature,
             bytes: bytes.to_vec(),
-            id: ContentId::of(bytes),
+            header_end,
+            id,
         })
     }
 
@@ -374,8 +506,32 @@ impl SignedEnvelope {
 
     /// The exact body bytes the signature covers (without the domain prefix).
     pub fn signed_body(&self) -> &[u8] {
-        let end = self.bytes.len().saturating_sub(SIGNATURE_TAIL);
-        self.bytes.get(ARRAY_HEAD..end).unwrap_or_default()
+        let end = self.header_end.saturating_sub(SIGNATURE_LEN);
+        self.bytes.get(1..end).unwrap_or_default()
+    }
+
+    /// The header `[body, signature]`: what the audit ledger stores and the content id
+    /// hashes.
+    pub fn header_bytes(&self) -> Vec<u8> {
+        let mut header = Vec::with_capacity(self.header_end);
+        header.push(HEADER_HEAD);
+        header.extend_from_slice(self.bytes.get(1..self.header_end).unwrap_or_default());
+        header
+    }
+
+    /// The inline payload's canonical bytes, if one travels with this envelope.
+    pub fn inline_bytes(&self) -> Option<&[u8]> {
+        let Payload::Inline { size, .. } = self.body.payload else {
+            return None;
+        };
+        let start = self.header_end + bytestring_head(size as usize).len();
+        self.bytes.get(start..)
+    }
+
+    /// The inline payload, if one travels with this envelope.
+    pub fn inline(&self) -> Option<InlinePayload> {
+        self.inline_bytes()
+            .and_then(|b| InlinePayload::decode(b).ok())
     }
 
     /// The decoded body.
@@ -388,14 +544,26 @@ impl SignedEnvelope {
         &self.signature
     }
 
-    /// The exact wire bytes.
+    /// The exact wire bytes (header and inline payload).
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
 
-    /// The content id (SHA-256 of [`Self::bytes`]).
+    /// The content id (SHA-256 of [`Self::header_bytes`]).
     pub fn id(&self) -> ContentId {
         self.id
+    }
+}
+
+/// The shortest CBOR head of a byte string of `len` bytes.
+fn bytestring_head(len: usize) -> Vec<u8> {
+    let len = len as u64;
+    match len {
+        0..=23 => vec![0x40 | len as u8],
+        24..=0xff => vec![0x58, len as u8],
+        0x100..=0xffff => [&[0x59][..], &(len as u16).to_be_bytes()].concat(),
+        0x1_0000..=0xffff_ffff => [&[0x5a][..], &(len as u32).to_be_bytes()].concat(),
+        _ => [&[0x5b][..], &len.to_be_bytes()].concat(),
     }
 }
 
@@ -523,5 +691,48 @@ mod tests {
         let env = SignedEnvelope::sign(body(), &key()).unwrap();
         let truncated = &env.bytes()[..env.bytes().len() - 1];
         assert!(SignedEnvelope::decode(truncated).is_err());
+    }
+
+    #[test]
+    fn inline_payloads_are_committed_and_the_header_stands_alone() {
+        let key = key();
+        let mut b = body();
+        b.payload = Payload::None;
+        let inline = InlinePayload {
+            manifest: vec![1; 40],
+            chunk: vec![2; 300],
+        };
+        let env = SignedEnvelope::sign_inline(b, &inline, &key).unwrap();
+        assert_eq!(SignedEnvelope::decode(env.bytes()).unwrap(), env);
+        assert_eq!(env.inline().unwrap(), inline);
+        // The header alone (what the ledger keeps) decodes only as "payload missing", but its
+        // signature and id are those of the full envelope.
+        let header = env.header_bytes();
+        assert_eq!(ContentId::of(&header), env.id());
+        let err = SignedEnvelope::decode(&header).unwrap_err().to_string();
+        assert!(err.contains("inline payload bytes missing"), "{err}");
+        let header_only = SignedEnvelope::decode_header(&header).unwrap();
+        assert_eq!(header_only.id(), env.id());
+        header_only.verify(&key.verifying_key()).unwrap();
+        assert!(header_only.inline().is_none());
+        assert!(SignedEnvelope::decode_header(env.bytes()).is_err());
+        // Any change to the inline bytes breaks the commitment.
+        let mut tampered = env.bytes().to_vec();
+        *tampered.last_mut().unwrap() ^= 1;
+        let err = SignedEnvelope::decode(&tampered).unwrap_err().to_string();
+        assert!(err.contains("digest"), "{err}");
+        // Inline bytes beside a body that commits to none are refused.
+        let plain = SignedEnvelope::sign(body(), &key).unwrap();
+        let mut extra = plain.bytes().to_vec();
+        extra[0] = 0x83;
+        extra.extend_from_slice(&[0x41, 0x00]);
+        assert!(SignedEnvelope::decode(&extra).is_err());
+        // And a body committing to an inline payload cannot be signed without it.
+        let mut b = body();
+        b.payload = Payload::Inline {
+            digest: [0; 32],
+            size: 3,
+        };
+        assert!(SignedEnvelope::sign(b, &key).is_err());
     }
 }

@@ -19,7 +19,8 @@ use lienthong_protocol::cbor::{self, MAX_DEPTH};
 use lienthong_protocol::content_id::ContentId;
 use lienthong_protocol::document::{Document, example_document};
 use lienthong_protocol::envelope::{
-    ENVELOPE_VERSION, EnvelopeBody, Kind, MAX_ROUTING_TEXT, Payload, Routing, SignedEnvelope,
+    ENVELOPE_VERSION, EnvelopeBody, InlinePayload, Kind, MAX_ROUTING_TEXT, Payload, Routing,
+    SignedEnvelope,
 };
 use lienthong_protocol::keys::{EncryptionSecret, KeyFile, SignatureDomain, SigningKey};
 use lienthong_protocol::roster::{
@@ -96,9 +97,23 @@ fn kind() -> impl Strategy<Value = Kind> {
     ])
 }
 
+/// An inline payload stands for bytes built by [`sign_env`] from its digest and size.
 fn inline_payload() -> impl Strategy<Value = Payload> {
-    (vec(any::<u8>(), 0..128), vec(any::<u8>(), 0..1500))
-        .prop_map(|(manifest, chunk)| Payload::Inline { manifest, chunk })
+    (any::<[u8; 32]>(), 0u32..1500).prop_map(|(digest, size)| Payload::Inline { digest, size })
+}
+
+/// Signs `body`; an `Inline` payload becomes real inline bytes derived from its fields.
+fn sign_env(body: EnvelopeBody, key: &SigningKey) -> SignedEnvelope {
+    match body.payload {
+        Payload::Inline { digest, size } => {
+            let inline = InlinePayload {
+                manifest: digest.to_vec(),
+                chunk: vec![digest[0]; size as usize],
+            };
+            SignedEnvelope::sign_inline(body, &inline, key).unwrap()
+        }
+        _ => SignedEnvelope::sign(body, key).unwrap(),
+    }
 }
 
 fn external_payload() -> impl Strategy<Value = Payload> {
@@ -263,12 +278,13 @@ fn sample_envelope() -> &'static SignedEnvelope {
                 refers_to: Some(ContentId([4; 32])),
                 status: None,
             },
-            payload: Payload::Inline {
-                manifest: vec![9; 40],
-                chunk: vec![8; 100],
-            },
+            payload: Payload::None,
         };
-        SignedEnvelope::sign(body, sender_key(0)).unwrap()
+        let inline = InlinePayload {
+            manifest: vec![9; 40],
+            chunk: vec![8; 100],
+        };
+        SignedEnvelope::sign_inline(body, &inline, sender_key(0)).unwrap()
     })
 }
 
@@ -281,14 +297,19 @@ proptest! {
     #[test]
     fn envelope_round_trips(body in valid_body(), k in 0usize..4) {
         let key = sender_key(k);
-        let env = SignedEnvelope::sign(body.clone(), key).unwrap();
-        prop_assert_eq!(env.body(), &body);
-        prop_assert_eq!(env.id(), ContentId::of(env.bytes()));
+        let env = sign_env(body.clone(), key);
+        let mut expected = body.clone();
+        expected.payload = env.body().payload.clone();
+        prop_assert_eq!(env.body(), &expected);
+        prop_assert_eq!(env.id(), ContentId::of(&env.header_bytes()));
         let back = SignedEnvelope::decode(env.bytes()).unwrap();
         prop_assert_eq!(&back, &env);
         back.verify(&key.verifying_key()).unwrap();
         // Signing again gives the same bytes (deterministic CBOR, deterministic Ed25519).
-        let again = SignedEnvelope::sign(back.body().clone(), key).unwrap();
+        let again = match back.inline() {
+            Some(inline) => SignedEnvelope::sign_inline(back.body().clone(), &inline, key).unwrap(),
+            None => SignedEnvelope::sign(back.body().clone(), key).unwrap(),
+        };
         prop_assert_eq!(again.bytes(), env.bytes());
         // The printable content id round-trips.
         prop_assert_eq!(ContentId::parse(&env.id().to_string()).unwrap(), env.id());
@@ -299,11 +320,10 @@ proptest! {
     #[test]
     fn any_bit_flip_is_rejected(body in valid_body(), bit in any::<Index>()) {
         let key = sender_key(0);
-        let env = SignedEnvelope::sign(body, key).unwrap();
+        let env = sign_env(body, key);
         let bit = bit.index(env.bytes().len() * 8);
         let mut bytes = env.bytes().to_vec();
         bytes[bit / 8] ^= 1 << (bit % 8);
-        prop_assert_ne!(ContentId::of(&bytes), env.id());
         if let Ok(decoded) = SignedEnvelope::decode(&bytes) {
             prop_assert_ne!(decoded.id(), env.id());
             prop_assert!(

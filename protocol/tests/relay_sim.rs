@@ -22,13 +22,13 @@ use std::sync::Arc;
 
 use lienthong_protocol::agency::AgencyId;
 use lienthong_protocol::content_id::ContentId;
-use lienthong_protocol::envelope::{Kind, Payload, Routing, SignedEnvelope};
+use lienthong_protocol::envelope::{InlinePayload, Kind, Payload, Routing, SignedEnvelope};
 use lienthong_protocol::keys::{EncryptionSecret, SigningKey};
 use lienthong_protocol::relay::records::{self, StatusRecord, id_agency_key};
 use lienthong_protocol::relay::store::{Batch, Column, StoreOp, StoreView};
 use lienthong_protocol::relay::wire::Wire;
 use lienthong_protocol::relay::{
-    Action, Event, Outcome, Relay, RelayConfig, StatusPost, Submission, Tenant, unit_topic,
+    Action, Content, Event, Outcome, Relay, RelayConfig, StatusPost, Submission, Tenant, unit_topic,
 };
 use lienthong_protocol::roster::{AgencyEntry, AgencyState, CentralNode, Federation, Roster};
 use lienthong_protocol::seal::{self, Manifest, RecipientEpochs, SenderEpochs};
@@ -632,15 +632,15 @@ impl Sim {
                 (Column::Payloads, id.0.to_vec()),
                 sealed.manifest.as_bytes().to_vec(),
             );
-            Payload::External {
+            Content::External {
                 manifest: id.0,
                 size: 1_000,
             }
         } else {
-            Payload::Inline {
+            Content::Inline(InlinePayload {
                 manifest: sealed.manifest.as_bytes().to_vec(),
                 chunk: sealed.chunks[0].clone(),
-            }
+            })
         };
         let request = self.next_request;
         self.next_request += 1;
@@ -655,7 +655,7 @@ impl Sim {
             kind: Kind::Document,
             to,
             routing,
-            payload,
+            content: payload,
         };
         self.feed(n, Event::Submit(submission));
     }
@@ -670,7 +670,7 @@ impl Sim {
             document,
             code,
             to,
-            payload: Payload::None,
+            content: Content::None,
         };
         self.feed(n, Event::PostStatus(post));
     }
@@ -915,7 +915,11 @@ impl Sim {
                 }
                 *delivered.entry((id, tenant.clone())).or_default() += 1;
                 let manifest = match &body.payload {
-                    Payload::Inline { manifest, .. } => manifest.clone(),
+                    Payload::Inline { .. } => {
+                        env.inline()
+                            .expect("inline payload travels with it")
+                            .manifest
+                    }
                     Payload::External { manifest, .. } => self.nodes[n]
                         .store
                         .get(Column::Payloads, manifest)

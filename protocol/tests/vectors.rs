@@ -23,7 +23,7 @@ use lienthong_protocol::cbor;
 use lienthong_protocol::content_id::ContentId;
 use lienthong_protocol::document::{BusinessType, Document, example_document};
 use lienthong_protocol::envelope::{
-    ENVELOPE_VERSION, EnvelopeBody, Kind, Payload, Routing, SignedEnvelope,
+    ENVELOPE_VERSION, EnvelopeBody, InlinePayload, Kind, Payload, Routing, SignedEnvelope,
 };
 use lienthong_protocol::keys::{
     EncryptionSecret, KeyFile, SignatureDomain, SigningKey, VerifyingKey,
@@ -187,8 +187,12 @@ fn envelopes() -> Vec<(&'static str, &'static str, &'static str, SignedEnvelope)
     let g22 = id("000.00.00.G22");
     let h41 = id("000.00.00.H41");
     let h44 = id("000.00.24.H44");
-    let sign = |agency: &str, body: EnvelopeBody| {
-        let env = SignedEnvelope::sign(body, &signing(seeds_of(agency).0)).unwrap();
+    let sign_with = |agency: &str, body: EnvelopeBody, inline: Option<InlinePayload>| {
+        let key = signing(seeds_of(agency).0);
+        let env = match inline {
+            Some(inline) => SignedEnvelope::sign_inline(body, &inline, &key).unwrap(),
+            None => SignedEnvelope::sign(body, &key).unwrap(),
+        };
         // Self-check: what we commit decodes to the same thing and verifies.
         let back = SignedEnvelope::decode(env.bytes()).unwrap();
         assert_eq!(back, env);
@@ -196,6 +200,7 @@ fn envelopes() -> Vec<(&'static str, &'static str, &'static str, SignedEnvelope)
             .unwrap();
         env
     };
+    let sign = |agency: &str, body: EnvelopeBody| sign_with(agency, body, None);
 
     let document = sign(
         "000.00.00.G22",
@@ -239,7 +244,7 @@ fn envelopes() -> Vec<(&'static str, &'static str, &'static str, SignedEnvelope)
     );
     let mut chunk = vec![0u8; 48];
     rng(9).fill_bytes(&mut chunk);
-    let update = sign(
+    let update = sign_with(
         "000.00.00.G22",
         EnvelopeBody {
             v: ENVELOPE_VERSION,
@@ -254,11 +259,12 @@ fn envelopes() -> Vec<(&'static str, &'static str, &'static str, SignedEnvelope)
                 refers_to: Some(document.id()),
                 ..Routing::default()
             },
-            payload: Payload::Inline {
-                manifest: b"opaque golden manifest bytes".to_vec(),
-                chunk,
-            },
+            payload: Payload::None,
         },
+        Some(InlinePayload {
+            manifest: b"opaque golden manifest bytes".to_vec(),
+            chunk,
+        }),
     );
     let roster = sign(
         "000.00.00.G01",
@@ -386,10 +392,10 @@ fn cbor_section(w: &mut String) {
     );
     cbor_line(
         w,
-        "payload inline manifest 01 chunk 0203",
+        "payload inline digest 07..07 size 9",
         &Payload::Inline {
-            manifest: vec![1],
-            chunk: vec![2, 3],
+            digest: [7; 32],
+            size: 9,
         },
     );
     cbor_line(w, "payload roster 00", &Payload::Roster(vec![0]));
@@ -625,7 +631,7 @@ fn committed_envelopes_decode_and_verify() {
         assert_eq!(env.body().from, id(sender));
         let cid = ContentId::parse(read_field(&text, &section, "id")).unwrap();
         assert_eq!(env.id(), cid);
-        assert_eq!(ContentId::of(&bytes), cid);
+        assert_eq!(ContentId::of(&env.header_bytes()), cid);
         assert_eq!(
             hex(&env.signature().0),
             read_field(&text, &section, "signature")

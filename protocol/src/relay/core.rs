@@ -22,7 +22,9 @@ use std::sync::Arc;
 
 use crate::agency::AgencyId;
 use crate::content_id::ContentId;
-use crate::envelope::{ENVELOPE_VERSION, EnvelopeBody, Kind, Payload, Routing, SignedEnvelope};
+use crate::envelope::{
+    ENVELOPE_VERSION, EnvelopeBody, InlinePayload, Kind, Payload, Routing, SignedEnvelope,
+};
 use crate::keys::SigningKey;
 use crate::roster::Roster;
 use crate::status::{Party, Stage, StatusChain, StatusCode, StatusError};
@@ -95,6 +97,19 @@ pub struct Tenant {
     pub key: SigningKey,
 }
 
+/// What an envelope carries, already sealed by the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// Nothing (statuses without a reason).
+    None,
+    /// A one-chunk sealed payload travelling with the envelope.
+    Inline(InlinePayload),
+    /// A sealed payload stored in `Payloads`/`Chunks` and fetched by hash.
+    External { manifest: [u8; 32], size: u64 },
+    /// A signed roster epoch.
+    Roster(Vec<u8>),
+}
+
 /// A DMS's request to send.
 #[derive(Debug, Clone)]
 pub struct Submission {
@@ -106,7 +121,7 @@ pub struct Submission {
     pub to: Vec<AgencyId>,
     pub routing: Routing,
     /// Already sealed by the driver (external payloads already stored in `Payloads`).
-    pub payload: Payload,
+    pub content: Content,
 }
 
 /// A tenant's status about a document.
@@ -118,8 +133,8 @@ pub struct StatusPost {
     pub code: StatusCode,
     /// For 13: the recipients asked (empty: all). Ignored otherwise (the sender is told).
     pub to: Vec<AgencyId>,
-    /// Sealed detail (reason, assignee), or `Payload::None`.
-    pub payload: Payload,
+    /// Sealed detail (reason, assignee), or `Content::None`.
+    pub content: Content,
 }
 
 /// What happens to the relay.
@@ -698,7 +713,7 @@ impl Relay {
         kind: Kind,
         to: Vec<AgencyId>,
         routing: Routing,
-        payload: Payload,
+        content: Content,
     ) -> Result<SignedEnvelope, RelayError> {
         let key = self
             .tenants
@@ -714,10 +729,27 @@ impl Relay {
             prev: head.last,
             created_ms: self.now,
             routing,
-            payload,
+            payload: Payload::None,
         };
-        let env =
-            SignedEnvelope::sign(body, key).map_err(|e| RelayError::Invalid(e.to_string()))?;
+        let signed = match content {
+            Content::None => SignedEnvelope::sign(body, key),
+            Content::Inline(inline) => SignedEnvelope::sign_inline(body, &inline, key),
+            Content::External { manifest, size } => SignedEnvelope::sign(
+                EnvelopeBody {
+                    payload: Payload::External { manifest, size },
+                    ..body
+                },
+                key,
+            ),
+            Content::Roster(bytes) => SignedEnvelope::sign(
+                EnvelopeBody {
+                    payload: Payload::Roster(bytes),
+                    ..body
+                },
+                key,
+            ),
+        };
+        let env = signed.map_err(|e| RelayError::Invalid(e.to_string()))?;
         let head = ChainHead {
             seq: head.seq + 1,
             last: Some(env.id()),
@@ -811,7 +843,7 @@ impl Relay {
         }
         self.room_for(to.len())?;
         let mut work = Work::new();
-        let env = self.sign_next(&mut work, &s.from, s.kind, to.clone(), s.routing, s.payload)?;
+        let env = self.sign_next(&mut work, &s.from, s.kind, to.clone(), s.routing, s.content)?;
         if s.kind.is_document() {
             let record = records::encode(&StatusRecord::new(s.from.clone(), env.body().created_ms));
             for r in &to {
@@ -883,7 +915,7 @@ impl Relay {
             Kind::Status,
             to.clone(),
             routing,
-            p.payload,
+            p.content,
         )?;
         for (key, mut record, chain) in updates {
             record.push(
@@ -987,10 +1019,11 @@ impl Relay {
         mode: Mode,
         store: &impl StoreView,
     ) -> Verdict {
-        let id = ContentId::of(&bytes);
         let env = match self.admit(peer, &bytes) {
             Ok(env) => env,
             Err(rejection) => {
+                let id = SignedEnvelope::decode(&bytes)
+                    .map_or_else(|_| ContentId::of(&bytes), |e| e.id());
                 if rejection.penalize {
                     self.actions.push_back(Action::Penalize {
                         peer: peer.to_owned(),
@@ -1022,6 +1055,7 @@ impl Relay {
                 };
             }
         };
+        let id = env.id();
         let local = self.local_recipients(&env);
         if local.is_empty() {
             if mode == Mode::Push {
@@ -1130,7 +1164,7 @@ impl Relay {
                 Kind::Status,
                 vec![body.from.clone()],
                 routing,
-                Payload::None,
+                Content::None,
             ) {
                 Ok(arrived) => arrived,
                 Err(e) => {
@@ -1322,10 +1356,9 @@ impl Relay {
         custody_for: Vec<AgencyId>,
     ) {
         let entry = self.waiting.entry(manifest).or_default();
-        let id = ContentId::of(&envelope);
         if !entry
             .iter()
-            .any(|w| ContentId::of(&w.envelope) == id && w.custody_for == custody_for)
+            .any(|w| w.envelope == envelope && w.custody_for == custody_for)
         {
             if self.waiting_count >= self.config.max_waiting_payloads {
                 // Full: drop this one; its pusher retries later.
@@ -1353,7 +1386,7 @@ impl Relay {
         recipients: Vec<AgencyId>,
         store: &impl StoreView,
     ) {
-        let id = ContentId::of(&bytes);
+        let id = SignedEnvelope::decode(&bytes).map_or_else(|_| ContentId::of(&bytes), |e| e.id());
         let refuse = |relay: &mut Self, reason: String| {
             relay.actions.push_back(Action::Send {
                 peer: peer.to_owned(),
