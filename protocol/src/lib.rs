@@ -8,6 +8,7 @@ pub mod content_id;
 pub mod document;
 pub mod envelope;
 pub mod keys;
+pub mod ledger;
 pub mod relay;
 pub mod rfc6962;
 pub mod roster;
