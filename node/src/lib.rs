@@ -1,8 +1,13 @@
 //! `lienthong-node`: the agency node. The binary `lienthong` (daemon and CLI) is built on
 //! this library.
 //!
+//! - [`driver`]: runs the sans-I/O relay core on its own thread against the store and the
+//!   network.
+//! - [`send`]: the send path (validate, seal, store the payload, submit).
 //! - [`store`]: the durable store (RocksDB): one column family per relay
 //!   [`Column`](lienthong_protocol::relay::store::Column) plus the payload chunks, written by
 //!   one writer thread with group commit (many batches, one fsync).
 
+pub mod driver;
+pub mod send;
 pub mod store;

@@ -193,6 +193,27 @@ impl Default for StatusChain {
 impl StatusChain {
     /// Checks that `party` may post `code` now and returns the chain after it.
     pub fn apply(&self, party: Party, code: StatusCode) -> Result<StatusChain, StatusError> {
+        self.apply_with(party, code, true)
+    }
+
+    /// Like [`Self::apply`], for a copy of the chain kept by the *other* party: a pending
+    /// request does not hold back the recipient's processing statuses, which the recipient
+    /// may have posted before the request reached it (its own node checked them in its
+    /// order). Arrival and processing still follow the normal order.
+    pub fn apply_mirrored(
+        &self,
+        party: Party,
+        code: StatusCode,
+    ) -> Result<StatusChain, StatusError> {
+        self.apply_with(party, code, false)
+    }
+
+    fn apply_with(
+        &self,
+        party: Party,
+        code: StatusCode,
+        request_blocks: bool,
+    ) -> Result<StatusChain, StatusError> {
         use StatusCode::*;
         if code.party() != party {
             let expected = if code.party() == Party::Sender {
@@ -245,7 +266,13 @@ impl StatusChain {
                 stage: self.stage,
                 request_pending: false,
             }),
-            _ if self.request_pending => refuse("answer the sender's request (15 or 16) first"),
+            Arrived if self.request_pending => match current {
+                None => next(Stage::At(Arrived)),
+                Some(_) => refuse("arrival was already confirmed"),
+            },
+            _ if self.request_pending && request_blocks => {
+                refuse("answer the sender's request (15 or 16) first")
+            }
             Arrived => match current {
                 None => next(Stage::At(Arrived)),
                 Some(_) => refuse("arrival was already confirmed"),
@@ -358,6 +385,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("answer the sender's request"), "{err}");
+        // Arrival is a fact, whatever is pending; the other party's copy lets processing
+        // through too (the recipient posted it before the request reached it).
+        let pending = run(&[(S, RecallRequested)]).unwrap();
+        assert_eq!(pending.apply(R, Arrived).unwrap().stage, Stage::At(Arrived));
+        let arrived = pending.apply(R, Arrived).unwrap();
+        assert!(arrived.apply(R, Accepted).is_err());
+        let mirrored = arrived.apply_mirrored(R, Accepted).unwrap();
+        assert_eq!(
+            mirrored,
+            StatusChain {
+                stage: Stage::At(Accepted),
+                request_pending: true
+            }
+        );
         assert!(run(&[(R, RecallAgreed)]).is_err());
         assert!(run(&[(S, RecallRequested), (S, RecallRequested)]).is_err());
         assert!(

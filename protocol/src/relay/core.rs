@@ -569,7 +569,11 @@ impl Relay {
                 .entry(body.from.clone())
                 .or_default() += 1;
         }
-        let next_ms = if body.kind == Kind::Status && record.role == Role::Origin {
+        let remote = self
+            .roster
+            .agency(&recipient)
+            .is_none_or(|a| a.node != self.config.node);
+        let next_ms = if body.kind == Kind::Status && record.role == Role::Origin && remote {
             first_ms + self.config.status_push_delay_ms
         } else {
             first_ms
@@ -1260,7 +1264,7 @@ impl Relay {
                 updates.push((tenant.clone(), key, Some((record, chain))));
                 continue;
             }
-            match record.chain.apply(party, code) {
+            match record.chain.apply_mirrored(party, code) {
                 Ok(chain) => updates.push((tenant.clone(), key, Some((record, chain)))),
                 // An earlier status from the same author may still be on its way.
                 Err(e) if may_become_valid(&record.chain, code) => return Err(e.to_string()),
@@ -1775,8 +1779,5 @@ fn may_become_valid(chain: &StatusChain, code: StatusCode) -> bool {
         return false;
     }
     let answers_request = matches!(code, StatusCode::RecallAgreed | StatusCode::RecallRefused);
-    if chain.request_pending && !answers_request {
-        return true; // the answer to the request (15/16) will come first
-    }
     !answers_request && rank(Stage::At(code)) > rank(chain.stage).saturating_add(1)
 }

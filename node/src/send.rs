@@ -1,0 +1,167 @@
+//! The send path of a DMS request: validate, seal for the recipients, store an external
+//! payload durably, then hand the envelope to the relay driver, which signs it, stores it
+//! with group commit and answers once it is durable.
+//!
+//! Small payloads (one chunk, at most [`MAX_INLINE`] bytes sealed) travel inline beside the
+//! envelope, so a typical document reaches its recipient in one message; larger ones are
+//! stored as chunks and fetched by hash.
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use lienthong_protocol::agency::AgencyId;
+use lienthong_protocol::content_id::ContentId;
+use lienthong_protocol::document::{Document, DocumentError};
+use lienthong_protocol::envelope::{InlinePayload, Kind, Routing};
+use lienthong_protocol::relay::store::Column;
+use lienthong_protocol::relay::{Content, Submission};
+use lienthong_protocol::roster::Roster;
+use lienthong_protocol::seal::{self, SealError, SenderEpochs};
+use rand_core::OsRng;
+
+use crate::driver::{DriverError, DriverHandle, now_ms};
+use crate::store::{Store, StoreError, WriteOp};
+
+/// Largest sealed payload (manifest and chunk) sent inline.
+pub const MAX_INLINE: usize = 32 * 1024;
+
+/// Why a send was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+    #[error("recipient {0} is not an active member of the federation")]
+    UnknownRecipient(AgencyId),
+    #[error("sealing: {0}")]
+    Seal(#[from] SealError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+}
+
+/// Seals and submits documents for the tenants of this node.
+#[derive(Debug, Clone)]
+pub struct SendPath {
+    driver: DriverHandle,
+    store: Store,
+    roster: Arc<RwLock<Arc<Roster>>>,
+    epochs: Arc<Mutex<SenderEpochs>>,
+}
+
+impl SendPath {
+    /// A send path over a running driver.
+    pub fn new(driver: DriverHandle, store: Store, roster: Arc<Roster>) -> Self {
+        Self {
+            driver,
+            store,
+            roster: Arc::new(RwLock::new(roster)),
+            epochs: Arc::new(Mutex::new(SenderEpochs::default())),
+        }
+    }
+
+    /// Uses a newer roster for recipients' keys from now on.
+    pub fn set_roster(&self, roster: Arc<Roster>) {
+        if let Ok(mut current) = self.roster.write() {
+            *current = roster;
+        }
+    }
+
+    fn roster(&self) -> Arc<Roster> {
+        self.roster
+            .read()
+            .map(|r| Arc::clone(&r))
+            .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
+    }
+
+    /// Sends an edXML-aligned document; resolves with its content id once durable.
+    pub async fn send_document(
+        &self,
+        from: &AgencyId,
+        kind: Kind,
+        routing: Routing,
+        document: &Document,
+    ) -> Result<ContentId, SendError> {
+        let to: Vec<AgencyId> = document
+            .header
+            .to
+            .iter()
+            .map(|o| o.organ_id.clone())
+            .collect();
+        self.send_bytes(from, kind, to, routing, &document.to_bytes()?)
+            .await
+    }
+
+    /// Seals `plaintext` for `to` and submits it.
+    pub async fn send_bytes(
+        &self,
+        from: &AgencyId,
+        kind: Kind,
+        to: Vec<AgencyId>,
+        routing: Routing,
+        plaintext: &[u8],
+    ) -> Result<ContentId, SendError> {
+        let roster = self.roster();
+        let mut recipients = Vec::with_capacity(to.len());
+        for r in &to {
+            let entry = roster
+                .active_agency(r)
+                .map_err(|_| SendError::UnknownRecipient(r.clone()))?;
+            recipients.push((r.clone(), entry.encryption_key));
+        }
+        recipients.sort_by(|a, b| a.0.cmp(&b.0));
+        recipients.dedup_by(|a, b| a.0 == b.0);
+        let sealed = {
+            let mut epochs = self
+                .epochs
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            seal::seal(
+                plaintext,
+                from,
+                &recipients,
+                &mut epochs,
+                now_ms(),
+                &mut OsRng,
+            )?
+        };
+        let manifest = sealed.manifest.as_bytes().to_vec();
+        let inline_size = manifest.len() + sealed.chunks.iter().map(Vec::len).sum::<usize>();
+        let content = match sealed.chunks.as_slice() {
+            [chunk] if inline_size <= MAX_INLINE => Content::Inline(InlinePayload {
+                manifest,
+                chunk: chunk.clone(),
+            }),
+            chunks => {
+                let id = sealed.manifest.id();
+                let mut ops = Vec::with_capacity(chunks.len() + 1);
+                for (chunk_id, chunk) in sealed.manifest.chunks().iter().zip(chunks) {
+                    ops.push(WriteOp::Put {
+                        family: Column::Chunks,
+                        key: chunk_id.0.to_vec(),
+                        value: chunk.clone(),
+                    });
+                }
+                // The manifest last: its presence means every chunk is there.
+                ops.push(WriteOp::Put {
+                    family: Column::Payloads,
+                    key: id.0.to_vec(),
+                    value: manifest,
+                });
+                self.store.write(ops).await?;
+                Content::External {
+                    manifest: id.0,
+                    size: inline_size as u64,
+                }
+            }
+        };
+        let submission = Submission {
+            request: 0,
+            from: from.clone(),
+            kind,
+            to,
+            routing,
+            content,
+        };
+        Ok(self.driver.submit(submission).await?)
+    }
+}
