@@ -1,0 +1,3 @@
+//! The agency node: networking, storage and the relay driver.
+
+pub mod net;

@@ -1,0 +1,3 @@
+//! The agency node's networking layer (rust-libp2p).
+
+pub mod codec;
