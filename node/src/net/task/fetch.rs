@@ -142,6 +142,9 @@ impl NetTask {
             .find(|p| self.swarm.is_connected(p))
             .copied();
         let Some(peer) = connected.or(dial) else {
+            if job.peers.is_empty() && !job.busy() {
+                self.fail_fetch(manifest, "no peer has the payload".into());
+            }
             return;
         };
         let mut requests = Vec::new();
