@@ -21,7 +21,11 @@
 //!   and `lienthong/checkpoints`; anonymous messages (envelopes carry their own
 //!   signatures); message id = SHA-256 of the data = the envelope's content id; nothing is
 //!   forwarded before the relay's verdict ([`Command::Verdict`]); peer scoring makes a
-//!   rejected message cost its forwarder (P4).
+//!   rejected message cost its forwarder (P4). Because the id is the content id alone, one
+//!   envelope can be published on **one** topic only: gossipsub refuses a second
+//!   publication with the same id (`Duplicate`, counted in `gossip_publish_failures`),
+//!   and a node subscribed to two topics drops the second copy. Envelopes addressed to
+//!   several units therefore reach the other units by direct push, not gossip.
 //! * request-response `/lienthong/relay/1`: relay messages ([`Wire`]) for direct push and
 //!   custody hand-off.
 //! * request-response `/lienthong/fetch/1`: payload manifests and chunks by hash.
@@ -57,7 +61,10 @@
 //!
 //! Frames are length-checked before allocation; per-peer quotas bound inbound requests in
 //! flight (count and bytes) and outbound relay requests; excess is refused with an error
-//! response, never buffered. Invalid input (malformed relay messages, bad chunks or
+//! response, never buffered. Events wait in a small outbox when the driver is slow; while
+//! it is full the swarm is not polled (backpressure reaches the peers through the
+//! transports' flow control) but commands are still taken, so the two bounded channels
+//! cannot deadlock. Invalid input (malformed relay messages, bad chunks or
 //! manifests, invalid gossip) is dropped, counted in [`NetMetrics`] and penalised: gossip
 //! through gossipsub's validation result, everything else through a local penalty box
 //! that lowers the peer's gossipsub application score and bans it for a while past a
