@@ -475,6 +475,64 @@ async fn checkpoints_tiles_and_proofs_verify_for_a_client() {
     node.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_rosters_are_stored_logged_and_served() {
+    use lienthong_protocol::roster::{Federation, Roster, SignedRoster};
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(0, dir.path())).await.unwrap();
+    let addr = node.local_addr();
+    let client = reqwest::Client::new();
+    let root = SigningKey::from_seed(&[42; 32]);
+    let roster = Roster {
+        epoch: 7,
+        issued_ms: 1_700_000_000_000,
+        federation: Federation {
+            name: FED.into(),
+            threshold: 1,
+            root_keys: vec![root.verifying_key()],
+            witness_quorum: 0,
+        },
+        agencies: vec![],
+        central: vec![],
+    };
+    let mut signed = SignedRoster::propose(&roster).unwrap();
+    signed.sign(&root);
+    let bytes = signed.to_bytes().unwrap();
+    let post = || {
+        client
+            .post(format!("http://{addr}/roster?wait=false"))
+            .body(bytes.clone())
+            .send()
+    };
+    let a: AddResponse = post().await.unwrap().json().await.unwrap();
+    assert!(!a.duplicate);
+    let again: AddResponse = post().await.unwrap().json().await.unwrap();
+    assert_eq!((again.index, again.duplicate), (a.index, true));
+    let served = get(&client, format!("http://{addr}/roster/7")).await;
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(served.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    let entry = node.log().entry(a.index).unwrap().unwrap();
+    let LedgerEntry::Roster(r) = LedgerEntry::decode(&entry).unwrap() else {
+        panic!("not a roster entry");
+    };
+    assert_eq!(r.epoch, 7);
+    assert_eq!(
+        r.digest,
+        <[u8; 32]>::from(sha2::Sha256::digest(&signed.roster))
+    );
+    let missing = get(&client, format!("http://{addr}/roster/8")).await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let bad = client
+        .post(format!("http://{addr}/roster"))
+        .body(vec![1, 2, 3])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    node.shutdown().await;
+}
+
 async fn start(i: u8, dir: &Path, addrs: &[SocketAddr], listener: TcpListener) -> Node {
     let mut c = config(i, dir);
     for (j, a) in addrs.iter().enumerate() {
