@@ -13,6 +13,14 @@ fn b64(bytes: &[u8]) -> String {
     B64.encode(bytes)
 }
 
+fn missing(expected: u64, seq: u64) -> String {
+    if seq == expected + 1 {
+        format!("its envelope {expected} is")
+    } else {
+        format!("its envelopes {expected} to {} are", seq.saturating_sub(1))
+    }
+}
+
 /// One verification failure.
 ///
 /// Entry violations carry the entry's index in the log and the entry bytes (for envelopes, the
@@ -77,8 +85,8 @@ pub enum Violation {
 
     /// A sender's sequence skipped numbers: envelopes are missing from the log.
     #[error(
-        "entry {index}: {sender} jumped to sequence {seq} where {expected_seq} comes next: {sender}'s envelopes {expected_seq} to {} are missing from the log (dropped or censored){}",
-        .seq.saturating_sub(1),
+        "entry {index}: {sender} jumped to sequence {seq} where {expected_seq} comes next: {} missing from the log (dropped or censored){}",
+        missing(*.expected_seq, *.seq),
         .previous_index.map(|i| format!("; its previous envelope is entry {i}")).unwrap_or_default()
     )]
     ChainGap {
