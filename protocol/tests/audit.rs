@@ -823,6 +823,7 @@ fn truncated_log() {
     let report = ledger.replay_parts(entries, &ledger.checkpoints, small_batches());
     assert_detects(&report, "truncated");
     assert_only(&report, &["truncated"]);
+    assert!(report.checkpoints.covered < entries.len() as u64);
     let Violation::Truncated {
         size, entries: n, ..
     } = &report.violations[0]

@@ -198,6 +198,9 @@ pub struct CheckpointCounts {
     pub unverified: u64,
     /// Dropped because `Limits::max_pending_checkpoints` were waiting.
     pub dropped: u64,
+    /// The largest size at which a checkpoint matched the replay: entries beyond it are not
+    /// covered by any signed tree head (the CLI should say so).
+    pub covered: u64,
 }
 
 /// What the replay forgot to stay within its limits.
@@ -1370,6 +1373,7 @@ impl Replayer {
     }
 
     fn record(&mut self, size: u64, root: Hash, known: KnownCheckpoint) {
+        self.checkpoints.covered = self.checkpoints.covered.max(size);
         self.roots.insert(size, root);
         while self.roots.len() > self.limits.max_recorded_roots {
             self.roots.pop_first();
