@@ -1117,6 +1117,42 @@ fn the_tamper_corpus_is_fully_detected() {
     }
 }
 
+#[test]
+fn a_recall_request_crossing_the_recipients_processing_is_not_a_violation() {
+    let fed = fed();
+    let genesis = sign_roster(&fed, &fed.genesis_roster, &[0, 1]);
+    let mut g = Gen {
+        fed,
+        chains: vec![(0, None); AGENCIES.len()],
+        entries: vec![],
+        senders: vec![],
+        checkpoint_sizes: vec![],
+    };
+    let doc = g.document(2, &[3], T0, Some(FUTURE_DUE));
+    g.status(3, 2, doc, Arrived, T0 + 1000);
+    // The sender asks to recall; the recipient, not having seen it, accepts; then refuses the
+    // request and completes.
+    g.status(2, 3, doc, RecallRequested, T0 + 2000);
+    g.status(3, 2, doc, Accepted, T0 + 2500);
+    g.status(3, 2, doc, RecallRefused, T0 + 3000);
+    g.status(3, 2, doc, Completed, T0 + 4000);
+    // And a real violation for contrast: 06 again.
+    let clean_len = g.entries.len();
+    g.status(3, 2, doc, Completed, T0 + 5000);
+    let replay = |entries: &[Vec<u8>]| {
+        let mut r = Replayer::new(genesis.clone(), params(&g.fed), BTreeMap::new()).unwrap();
+        for (i, e) in entries.iter().enumerate() {
+            r.push_entry(i as u64, e);
+        }
+        r.finish(NOW)
+    };
+    let report = replay(&g.entries[..clean_len]);
+    assert!(report.is_clean(), "{:?}", kinds(&report));
+    assert_eq!(report.stats.open_documents, 0);
+    let report = replay(&g.entries);
+    assert_detects(&report, "status-on-closed-document");
+}
+
 // ---- Statistics ---------------------------------------------------------------------------
 
 #[test]

@@ -28,7 +28,9 @@
 //!   envelope, and no two envelopes with one sequence number (equivocation, reported with
 //!   both signed headers).
 //! - **Statuses**: posted by the right party of the document (a recipient for 01–06/15/16, the
-//!   sender for 13) and valid after the recipient's stage ([`StatusChain::apply`]).
+//!   sender for 13) and valid after the recipient's stage ([`StatusChain::apply_mirrored`]:
+//!   the log interleaves both parties' statuses, so a recipient's processing status logged
+//!   after a 13 it had not yet seen is accepted).
 //! - **Roster epochs**: increasing, the bytes matching the recorded digest, and signed by the
 //!   threshold of the root keys of the epoch in force; the new epoch applies from that entry
 //!   on (revocations take effect there).
@@ -1165,7 +1167,9 @@ impl Replayer {
             let Some(copy) = doc.copies.get_mut(t) else {
                 continue;
             };
-            match copy.chain.apply(party, code) {
+            // The log interleaves both parties' statuses in arrival order, so the recipient's
+            // processing may be logged after a 13 it had not yet seen: the mirrored rule.
+            match copy.chain.apply_mirrored(party, code) {
                 Ok(next) => {
                     copy.chain = next;
                     if party == Party::Recipient {
