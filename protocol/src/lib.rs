@@ -3,6 +3,7 @@
 //! and storage come in as arguments.
 
 pub mod agency;
+pub mod audit;
 pub mod cbor;
 pub mod content_id;
 pub mod document;
