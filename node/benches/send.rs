@@ -44,7 +44,10 @@ fn roster() -> Arc<Roster> {
             root_keys: vec![SigningKey::from_seed(&[9; 32]).verifying_key()],
             witness_quorum: 0,
         },
-        agencies: vec![entry("000.00.00.G22", 1, "sender"), entry("000.00.00.H41", 2, "recipient")],
+        agencies: vec![
+            entry("000.00.00.G22", 1, "sender"),
+            entry("000.00.00.H41", 2, "recipient"),
+        ],
         central: vec![],
     })
 }
@@ -61,14 +64,21 @@ async fn run(send: &SendPath, concurrency: usize, docs: usize) -> (f64, Duration
     let per_task = docs / concurrency;
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (send, from, to, document) = (send.clone(), from.clone(), to.clone(), document.clone());
+            let (send, from, to, document) =
+                (send.clone(), from.clone(), to.clone(), document.clone());
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(per_task);
                 for _ in 0..per_task {
                     let t = Instant::now();
-                    send.send_bytes(&from, Kind::Document, vec![to.clone()], Routing::default(), &document)
-                        .await
-                        .unwrap();
+                    send.send_bytes(
+                        &from,
+                        Kind::Document,
+                        vec![to.clone()],
+                        Routing::default(),
+                        &document,
+                    )
+                    .await
+                    .unwrap();
                     latencies.push(t.elapsed());
                 }
                 latencies
@@ -81,29 +91,58 @@ async fn run(send: &SendPath, concurrency: usize, docs: usize) -> (f64, Duration
     }
     let elapsed = start.elapsed();
     latencies.sort();
-    (latencies.len() as f64 / elapsed.as_secs_f64(), percentile(&latencies, 0.5), percentile(&latencies, 0.99))
+    (
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+    )
 }
 
 fn main() {
-    let docs: usize = std::env::var("LIENTHONG_BENCH_DOCS").ok().and_then(|n| n.parse().ok()).unwrap_or(4_096);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let docs: usize = std::env::var("LIENTHONG_BENCH_DOCS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(4_096);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         for concurrency in [1, 64] {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(dir.path()).unwrap();
             let mut config = RelayConfig::new("sender");
             config.max_deliveries = docs * 2;
-            let tenants = vec![Tenant { id: AgencyId::parse("000.00.00.G22").unwrap(), key: SigningKey::from_seed(&[1; 32]) }];
-            let (driver, mut outbound) =
-                DriverHandle::start(DriverConfig { relay: config, roster: roster(), tenants }, store.clone()).unwrap();
+            let tenants = vec![Tenant {
+                id: AgencyId::parse("000.00.00.G22").unwrap(),
+                key: SigningKey::from_seed(&[1; 32]),
+            }];
+            let (driver, mut outbound) = DriverHandle::start(
+                DriverConfig {
+                    relay: config,
+                    roster: roster(),
+                    tenants,
+                },
+                store.clone(),
+            )
+            .unwrap();
             // The recipient is not connected: drain what would go to the network.
-            tokio::spawn(async move { while let Some(Outbound::Send { .. } | _) = outbound.recv().await {} });
+            tokio::spawn(async move {
+                while let Some(Outbound::Send { .. } | _) = outbound.recv().await {}
+            });
             let send = SendPath::new(driver.clone(), store, roster());
             let docs = if concurrency == 1 { docs / 4 } else { docs };
             let (rate, p50, p99) = run(&send, concurrency, docs).await;
             println!("send_1k_c{concurrency}_per_s: {rate:.0}");
-            println!("send_1k_c{concurrency}_ack_p50_ms: {:.2}", p50.as_secs_f64() * 1e3);
-            println!("send_1k_c{concurrency}_ack_p99_ms: {:.2}", p99.as_secs_f64() * 1e3);
+            println!(
+                "send_1k_c{concurrency}_ack_p50_ms: {:.2}",
+                p50.as_secs_f64() * 1e3
+            );
+            println!(
+                "send_1k_c{concurrency}_ack_p99_ms: {:.2}",
+                p99.as_secs_f64() * 1e3
+            );
             driver.shutdown().await;
         }
     });
