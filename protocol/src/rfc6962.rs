@@ -204,7 +204,7 @@ pub fn root<S: HashSource + ?Sized>(source: &S, size: u64) -> Result<Hash, Proof
 #[must_use]
 pub fn inclusion_proof_len(index: u64, size: u64) -> usize {
     let inner = bit_len(index ^ size.saturating_sub(1));
-    let border = (index >> inner).count_ones();
+    let border = index.checked_shr(inner).unwrap_or(0).count_ones();
     (inner + border) as usize
 }
 
@@ -220,7 +220,7 @@ pub fn consistency_proof_len(old_size: u64, new_size: u64) -> usize {
     let last = (new_size - 1) >> level;
     let seed = usize::from(index != 0);
     let inner = bit_len(index ^ last);
-    let border = (index >> inner).count_ones();
+    let border = index.checked_shr(inner).unwrap_or(0).count_ones();
     seed + (inner + border) as usize
 }
 
@@ -873,5 +873,13 @@ mod tests {
             .to_string()
             .contains("expected 3")
         );
+    }
+
+    #[test]
+    fn proof_lengths_do_not_overflow_for_huge_trees() {
+        // Found by fuzzing: sizes above 2^63 shifted by 64.
+        assert_eq!(inclusion_proof_len(0, u64::MAX), 64);
+        assert!(consistency_proof_len(1, u64::MAX) > 0);
+        assert!(consistency_proof_len(3, u64::MAX) > 0);
     }
 }
