@@ -1091,15 +1091,7 @@ impl Relay {
         {
             self.wait_for_payload(peer, *manifest, bytes, Vec::new());
             if mode == Mode::Push {
-                let reason = "fetching the payload".to_owned();
-                let receipts = local
-                    .into_iter()
-                    .map(|recipient| Receipt::Retry {
-                        recipient,
-                        reason: reason.clone(),
-                    })
-                    .collect();
-                self.ack(peer, id, receipts);
+                self.ack(peer, id, retry_receipts(local, "fetching the payload"));
             }
             return Verdict::Accept;
         }
@@ -1114,14 +1106,7 @@ impl Relay {
             Err(reason) => {
                 // Nothing stored: every local recipient is asked to retry.
                 if mode == Mode::Push {
-                    let receipts = local
-                        .into_iter()
-                        .map(|recipient| Receipt::Retry {
-                            recipient,
-                            reason: reason.clone(),
-                        })
-                        .collect();
-                    self.ack(peer, id, receipts);
+                    self.ack(peer, id, retry_receipts(local, &reason));
                 }
                 return Verdict::Accept;
             }
@@ -1757,6 +1742,17 @@ impl Relay {
             self.due.insert((at, key.0, key.1.clone()));
         }
     }
+}
+
+/// "Try again later" for each of `local`.
+fn retry_receipts(local: Vec<AgencyId>, reason: &str) -> Vec<Receipt> {
+    local
+        .into_iter()
+        .map(|recipient| Receipt::Retry {
+            recipient,
+            reason: reason.to_owned(),
+        })
+        .collect()
 }
 
 fn party_is_recipient(code: StatusCode) -> bool {
