@@ -5,34 +5,34 @@
 //!
 //! writes valid inputs to `fuzz/corpus/<target>/`, and, from the golden vector files in
 //! VECTORS_DIR, to `fuzz/corpus/.vectors/` (read by every target): each file as it is,
-//! each hex string in it decoded, and each other token of 8 characters or more.
+//! each hex string in it decoded, and each other token of 8 characters or more. Keys and
+//! the roster come from the fixtures in `fuzz/src/lib.rs`, which the targets share.
 use std::path::Path;
 
-use lienthong_protocol::agency::AgencyId;
+use lienthong_fuzz::{agency, agency_key, agency_secret, kind, record};
+use lienthong_protocol::audit::Replayer;
 use lienthong_protocol::content_id::ContentId;
+use lienthong_protocol::document;
 use lienthong_protocol::envelope::{
-    ENVELOPE_VERSION, EnvelopeBody, Kind, Payload, Routing, SignedEnvelope,
+    ENVELOPE_VERSION, EnvelopeBody, InlinePayload, Kind, Payload, Routing, SignedEnvelope,
 };
-use lienthong_protocol::keys::{EncryptionSecret, SigningKey};
+use lienthong_protocol::ledger::LedgerEntry;
 use lienthong_protocol::relay::wire::Wire;
-use lienthong_protocol::rfc6962::{self, MemoryTree};
-use lienthong_protocol::roster::{
-    AgencyEntry, AgencyState, CentralNode, Federation, Roster, SignedRoster,
-};
+use lienthong_protocol::rfc6962::{self, Hash, MemoryTree};
+use lienthong_protocol::roster::SignedRoster;
 use lienthong_protocol::seal::{self, SenderEpochs};
-use lienthong_protocol::signed_note::{Ed25519Signer, Note};
+use lienthong_protocol::signed_note::Note;
 use lienthong_protocol::status::StatusCode;
-use lienthong_protocol::tlog_checkpoint::Checkpoint;
-use lienthong_protocol::tlog_cosignature::Cosigner;
+use lienthong_protocol::tlog_checkpoint::{Checkpoint, SignedCheckpoint};
 use lienthong_protocol::tlog_tiles::{self, TileId};
-use lienthong_protocol::{document, rfc6962::Hash};
 use rand_chacha::rand_core::SeedableRng;
 
-fn dalek(seed: u8) -> ed25519_dalek::SigningKey {
-    ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
-}
-
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+const G22: &str = "000.00.00.G22";
+const H41: &str = "000.00.00.H41";
+const H44: &str = "000.46.24.H44";
+const T0: u64 = 1_790_000_000_000;
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -47,75 +47,102 @@ fn main() -> Result<()> {
         std::fs::write(d.join(name), bytes)?;
         Ok(())
     };
+    let (g22, h41, h44) = (agency(G22), agency(H41), agency(H44));
 
-    let g22 = AgencyId::parse("000.00.00.G22")?;
-    let h41 = AgencyId::parse("000.00.00.H41")?;
-    let h44 = AgencyId::parse("000.46.24.H44")?;
-    let sender = SigningKey::from_seed(&[1; 32]);
-
-    let document = SignedEnvelope::sign(
-        EnvelopeBody {
-            v: ENVELOPE_VERSION,
-            kind: Kind::Document,
-            from: g22.clone(),
-            to: vec![h41.clone(), h44.clone()],
-            seq: 1,
-            prev: None,
-            created_ms: 1_790_000_000_000,
-            routing: Routing {
-                doc_type: Some("CV".into()),
-                priority: 2,
-                due: Some("2026-12-01".into()),
-                ..Routing::default()
-            },
-            payload: Payload::External {
-                manifest: [7; 32],
-                size: 1234,
-            },
-        },
-        &sender,
+    // A document sealed for two recipients, its manifest, and a one-chunk inline payload.
+    let doc = document::example_document(&g22, &[h41.clone(), h44.clone()], "Seed document");
+    let doc_bytes = doc.to_bytes()?;
+    let mut rng = rand_chacha::ChaCha20Rng::from_seed([0x33; 32]);
+    let recipients = [
+        (h41.clone(), agency_secret(H41).public_key()),
+        (h44.clone(), agency_secret(H44).public_key()),
+    ];
+    let mut epochs = SenderEpochs::default();
+    let sealed = seal::seal(&doc_bytes, &g22, &recipients, &mut epochs, T0, &mut rng)?;
+    let inline = InlinePayload {
+        manifest: sealed.manifest.as_bytes().to_vec(),
+        chunk: sealed.chunks.first().cloned().unwrap_or_default(),
+    };
+    write("document_decode", "example", &doc_bytes)?;
+    write(
+        "seal_manifest",
+        "two-recipients",
+        sealed.manifest.as_bytes(),
     )?;
+
+    // Envelopes: a document with its payload inline, one fetched by hash, a status.
+    let body = |kind, from: &str, to: Vec<_>, seq, prev, routing, payload| EnvelopeBody {
+        v: ENVELOPE_VERSION,
+        kind,
+        from: agency(from),
+        to,
+        seq,
+        prev,
+        created_ms: T0 + seq * 1000,
+        routing,
+        payload,
+    };
+    let routing = Routing {
+        doc_type: Some("CV".into()),
+        priority: 2,
+        due: Some("2026-12-01".into()),
+        ..Routing::default()
+    };
+    let recipients = vec![h41.clone(), h44.clone()];
+    let none = Payload::None;
+    let doc_inline = SignedEnvelope::sign_inline(
+        body(
+            Kind::Document,
+            G22,
+            recipients.clone(),
+            1,
+            None,
+            routing.clone(),
+            none.clone(),
+        ),
+        &inline,
+        &agency_key(G22),
+    )?;
+    let external = Payload::External {
+        manifest: *sealed.manifest.id().as_bytes(),
+        size: sealed.manifest.ciphertext_len() + sealed.manifest.as_bytes().len() as u64,
+    };
+    let doc_external = SignedEnvelope::sign(
+        body(
+            Kind::Document,
+            G22,
+            recipients,
+            2,
+            Some(doc_inline.id()),
+            routing,
+            external,
+        ),
+        &agency_key(G22),
+    )?;
+    let arrived = Routing {
+        refers_to: Some(doc_inline.id()),
+        status: Some(StatusCode::Arrived),
+        ..Routing::default()
+    };
     let status = SignedEnvelope::sign(
-        EnvelopeBody {
-            v: ENVELOPE_VERSION,
-            kind: Kind::Status,
-            from: h41.clone(),
-            to: vec![g22.clone()],
-            seq: 1,
-            prev: None,
-            created_ms: 1_790_000_000_500,
-            routing: Routing {
-                refers_to: Some(document.id()),
-                status: Some(StatusCode::Arrived),
-                ..Routing::default()
-            },
-            payload: Payload::None,
-        },
-        &SigningKey::from_seed(&[2; 32]),
+        body(Kind::Status, H41, vec![g22.clone()], 1, None, arrived, none),
+        &agency_key(H41),
     )?;
-    let inline = SignedEnvelope::sign(
-        EnvelopeBody {
-            v: ENVELOPE_VERSION,
-            kind: Kind::Document,
-            from: g22.clone(),
-            to: vec![h41.clone()],
-            seq: 2,
-            prev: Some(document.id()),
-            created_ms: 1_790_000_001_000,
-            routing: Routing::default(),
-            payload: Payload::Inline {
-                manifest: vec![0xa0],
-                chunk: vec![0; 48],
-            },
-        },
-        &sender,
-    )?;
-    write("envelope_decode", "document", document.bytes())?;
-    write("envelope_decode", "status", status.bytes())?;
-    write("envelope_decode", "inline", inline.bytes())?;
-    for (name, env) in [("document", &document), ("status", &status)] {
+    let envelopes = [
+        ("document-inline", &doc_inline),
+        ("document-external", &doc_external),
+        ("status", &status),
+    ];
+    for (name, env) in envelopes {
+        write("envelope_decode", name, env.bytes())?;
+        write(
+            "envelope_decode",
+            &format!("{name}-header"),
+            &env.header_bytes(),
+        )?;
         write("cbor_check", name, env.bytes())?;
         write("content_id_parse", name, env.id().to_string().as_bytes())?;
+        write("ledger_entry_decode", name, &env.header_bytes())?;
     }
     write(
         "content_id_parse",
@@ -123,51 +150,30 @@ fn main() -> Result<()> {
         ContentId([0; 32]).to_string().as_bytes(),
     )?;
 
-    let roots: Vec<SigningKey> = (10u8..13)
-        .map(|i| SigningKey::from_seed(&[i; 32]))
-        .collect();
-    let agency = |id: &AgencyId, name: &str, n: u8| AgencyEntry {
-        id: id.clone(),
-        name: name.into(),
-        level: id.level().unwrap_or(1),
-        parent: id.parent(),
-        signing_key: SigningKey::from_seed(&[n; 32]).verifying_key(),
-        encryption_key: EncryptionSecret::from_bytes(&[n; 32]).public_key(),
-        node: format!("12D3KooWnode{n}"),
-        addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
-        state: AgencyState::Active,
+    // Relay messages carrying them.
+    let push = Wire::Push {
+        envelope: doc_inline.bytes().to_vec(),
     };
-    let roster = Roster {
-        epoch: 1,
-        issued_ms: 1_790_000_000_000,
-        federation: Federation {
-            name: "lienthong-seed".into(),
-            threshold: 2,
-            root_keys: roots.iter().map(SigningKey::verifying_key).collect(),
-            witness_quorum: 0,
-        },
-        agencies: vec![
-            agency(&g22, "Government Office", 20),
-            agency(&h41, "Province 41", 21),
-            agency(&h44, "Unit 46, district 24", 22),
-        ],
-        central: vec![CentralNode {
-            name: "central-a".into(),
-            peer_id: "12D3KooWcentral".into(),
-            addrs: vec!["/ip4/127.0.0.1/tcp/4100".into()],
-            log_key: SigningKey::from_seed(&[30; 32]).verifying_key(),
-            http_url: "http://127.0.0.1:8080".into(),
-        }],
+    let custody = Wire::Custody {
+        envelope: doc_external.bytes().to_vec(),
+        recipients: vec![h41.clone(), h44.clone()],
     };
-    roster.validate()?;
-    let mut signed = SignedRoster::propose(&roster)?;
-    for k in &roots[..2] {
-        signed.sign(k);
+    let ack = Wire::CustodyAck {
+        id: doc_external.id(),
+        accepted: vec![h41.clone()],
+        refused: None,
+    };
+    for (name, msg) in [("push", push), ("custody", custody), ("custody-ack", ack)] {
+        write("relay_wire_decode", name, &msg.to_bytes()?)?;
     }
-    let signed_bytes = signed.to_bytes()?;
-    write("roster_decode", "signed", &signed_bytes)?;
-    write("roster_decode", "inner", &signed.roster)?;
-    write("cbor_check", "roster", &signed_bytes)?;
+
+    // The genesis roster, and the ledger entry that records it.
+    let genesis = lienthong_fuzz::genesis();
+    write("roster_decode", "genesis", &genesis.to_bytes()?)?;
+    write("roster_decode", "genesis-inner", &genesis.roster)?;
+    write("cbor_check", "roster", &genesis.to_bytes()?)?;
+    let roster_entry = LedgerEntry::roster(&genesis, 1).to_bytes();
+    write("ledger_entry_decode", "roster", &roster_entry)?;
 
     // Merkle proofs: x || y || mode || proof, as rfc6962_proofs reads them.
     let tree = MemoryTree::from_entries((0..300u64).map(|i| i.to_be_bytes()));
@@ -194,84 +200,84 @@ fn main() -> Result<()> {
         write("rfc6962_proofs", &name, &proof_input(old, new, 1, &proof))?;
     }
 
-    // Signed notes and checkpoints, signed by a log key and cosigned by a witness.
-    let log = Ed25519Signer::new("example.com/log", dalek(0x11))?;
-    let witness = Cosigner::new("example.com/witness", dalek(0x21))?;
-    let checkpoint = Checkpoint::new("example.com/log", 300, tree.root_at(300)?)?;
-    let mut signed_cp = checkpoint.sign(&log)?;
-    let cosig = witness.cosign(&checkpoint, 1_790_000_000)?;
-    signed_cp.note_mut().add_signature(cosig)?;
-    write("tlog_checkpoint", "text", checkpoint.to_text().as_bytes())?;
-    write("tlog_checkpoint", "cosigned", &signed_cp.to_bytes())?;
-    write("signed_note", "cosigned-checkpoint", &signed_cp.to_bytes())?;
-    let mut note = Note::new("Lienthong seed note\nsecond line\n")?;
-    note.sign(&log)?;
-    write("signed_note", "note", &note.to_bytes())?;
-    write("signed_note", "vkey", log.verifier().to_vkey().as_bytes())?;
+    // A log of the fixture central node: the roster, then the envelopes' headers, with a
+    // checkpoint cosigned by the witness after two entries and at the end.
+    let entries = [
+        roster_entry,
+        doc_inline.header_bytes(),
+        status.header_bytes(),
+        doc_external.header_bytes(),
+    ];
+    let log = MemoryTree::from_entries(&entries);
+    let checkpoint = |size: u64| -> Result<SignedCheckpoint> {
+        let c = Checkpoint::new(&lienthong_fuzz::origin(), size, log.root_at(size)?)?;
+        let mut signed = c.sign(&lienthong_fuzz::log_signer())?;
+        let cosig = lienthong_fuzz::witness().cosign(&c, T0 / 1000 + size)?;
+        signed.note_mut().add_signature(cosig)?;
+        Ok(signed)
+    };
+    let (cp2, cp4) = (checkpoint(2)?, checkpoint(4)?);
     write(
-        "signed_note",
-        "cosigner-vkey",
-        witness.public().to_vkey().as_bytes(),
+        "tlog_checkpoint",
+        "text",
+        cp4.checkpoint().to_text().as_bytes(),
     )?;
+    write("tlog_checkpoint", "cosigned", &cp4.to_bytes())?;
+    write("signed_note", "cosigned-checkpoint", &cp4.to_bytes())?;
+    let mut audit = vec![0u8]; // Checks::Full
+    audit.extend(record(kind::CHECKPOINT, &cp2.to_bytes()));
+    for e in &entries {
+        audit.extend(record(kind::ENTRY, e));
+    }
+    audit.extend(record(kind::CHECKPOINT, &cp4.to_bytes()));
+    let proof = rfc6962::consistency_proof(&log, 2, 4)?;
+    let mut late = vec![u8::try_from(proof.len())?];
+    late.extend(rfc6962::encode_proof(&proof));
+    late.extend(cp2.to_bytes());
+    audit.extend(record(kind::CHECKPOINT_WITH_PROOF, &late));
+    write("audit_replay", "log-of-four", &audit)?;
+    // The seed log must replay cleanly, so that the fuzzer mutates a valid log.
+    let mut replay = Replayer::new(
+        lienthong_fuzz::genesis(),
+        lienthong_fuzz::log_params(),
+        std::collections::BTreeMap::<u64, SignedRoster>::new(),
+    )?;
+    let mut seen = Vec::new();
+    seen.extend(replay.push_checkpoint(&cp2.to_bytes()));
+    for (i, e) in (0u64..).zip(&entries) {
+        seen.extend(replay.push_entry(i, e));
+    }
+    seen.extend(replay.push_checkpoint(&cp4.to_bytes()));
+    seen.extend(replay.push_checkpoint_with_proof(&cp2.to_bytes(), &proof));
+    let report = replay.finish(T0 + 60_000);
+    if !seen.is_empty() || !report.violations.is_empty() {
+        return Err(format!("the seed log does not replay cleanly: {report:?}").into());
+    }
+    eprintln!(
+        "seeds: audit seed log replays cleanly ({} entries, {} signatures, {} checkpoints compared)",
+        report.entries, report.signatures_verified, report.checkpoints.compared
+    );
+
+    // Notes and key strings.
+    let mut note = Note::new("Lienthong seed note\nsecond line\n")?;
+    note.sign(&lienthong_fuzz::log_signer())?;
+    write("signed_note", "note", &note.to_bytes())?;
+    let vkey = lienthong_fuzz::log_verifier().to_vkey();
+    write("signed_note", "vkey", vkey.as_bytes())?;
+    let cosigner_vkey = lienthong_fuzz::witness_key().to_vkey();
+    write("signed_note", "cosigner-vkey", cosigner_vkey.as_bytes())?;
 
     // Tiles: canonical paths and an entry bundle.
-    for (i, tile) in [
+    let tiles = [
         TileId::hashes(0, 1234, 256)?,
         TileId::hashes(2, 5, 17)?,
         TileId::entries(1_234_067, 3)?,
-    ]
-    .iter()
-    .enumerate()
-    {
+    ];
+    for (i, tile) in tiles.iter().enumerate() {
         write("tlog_tiles", &format!("path-{i}"), tile.path().as_bytes())?;
     }
-    let bundle = tlog_tiles::encode_entry_bundle(&[&b"entry 0"[..], b"", b"entry 2"])?;
+    let bundle = tlog_tiles::encode_entry_bundle(&entries)?;
     write("tlog_tiles", "bundle", &bundle)?;
-
-    // A sealed payload's manifest, the document it carries, and relay messages.
-    let doc = document::example_document(&g22, &[h41.clone(), h44.clone()], "Seed document");
-    let doc_bytes = doc.to_bytes()?;
-    write("document_decode", "example", &doc_bytes)?;
-    let mut rng = rand_chacha::ChaCha20Rng::from_seed([0x33; 32]);
-    let recipients = [
-        (
-            h41.clone(),
-            EncryptionSecret::from_bytes(&[21; 32]).public_key(),
-        ),
-        (
-            h44.clone(),
-            EncryptionSecret::from_bytes(&[22; 32]).public_key(),
-        ),
-    ];
-    let mut epochs = SenderEpochs::default();
-    let sealed = seal::seal(
-        &doc_bytes,
-        &g22,
-        &recipients,
-        &mut epochs,
-        1_790_000_000_000,
-        &mut rng,
-    )?;
-    write(
-        "seal_manifest",
-        "two-recipients",
-        sealed.manifest.as_bytes(),
-    )?;
-    let push = Wire::Push {
-        envelope: document.bytes().to_vec(),
-    };
-    write("relay_wire_decode", "push", &push.to_bytes()?)?;
-    let custody = Wire::Custody {
-        envelope: document.bytes().to_vec(),
-        recipients: vec![h41.clone(), h44.clone()],
-    };
-    write("relay_wire_decode", "custody", &custody.to_bytes()?)?;
-    let ack = Wire::CustodyAck {
-        id: document.id(),
-        accepted: vec![h41.clone()],
-        refused: None,
-    };
-    write("relay_wire_decode", "custody-ack", &ack.to_bytes()?)?;
     Ok(())
 }
 
@@ -312,7 +318,7 @@ fn from_vectors(vectors: &Path, out: &Path) -> Result<()> {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())

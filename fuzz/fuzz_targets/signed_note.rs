@@ -6,7 +6,6 @@
 
 use std::sync::OnceLock;
 
-use ed25519_dalek::SigningKey;
 use libfuzzer_sys::fuzz_target;
 use lienthong_protocol::signed_note::{Ed25519Verifier, Note, NoteVerifier, Vkey};
 use lienthong_protocol::tlog_cosignature::{self, CosignerKey};
@@ -14,11 +13,9 @@ use lienthong_protocol::tlog_cosignature::{self, CosignerKey};
 fn keys() -> &'static (Ed25519Verifier, CosignerKey) {
     static KEYS: OnceLock<(Ed25519Verifier, CosignerKey)> = OnceLock::new();
     KEYS.get_or_init(|| {
-        let log = SigningKey::from_bytes(&[0x11; 32]).verifying_key();
-        let witness = SigningKey::from_bytes(&[0x21; 32]).verifying_key();
         (
-            Ed25519Verifier::new("example.com/log", log).expect("valid name"),
-            CosignerKey::new("example.com/witness", witness).expect("valid name"),
+            lienthong_fuzz::log_verifier(),
+            lienthong_fuzz::witness_key(),
         )
     })
 }

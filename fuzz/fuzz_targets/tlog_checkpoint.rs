@@ -5,17 +5,14 @@
 
 use std::sync::OnceLock;
 
-use ed25519_dalek::SigningKey;
 use libfuzzer_sys::fuzz_target;
 use lienthong_protocol::signed_note::Ed25519Verifier;
 use lienthong_protocol::tlog_checkpoint::{Checkpoint, SignedCheckpoint};
+use lienthong_protocol::tlog_cosignature;
 
 fn log_key() -> &'static Ed25519Verifier {
     static KEY: OnceLock<Ed25519Verifier> = OnceLock::new();
-    KEY.get_or_init(|| {
-        let key = SigningKey::from_bytes(&[0x11; 32]).verifying_key();
-        Ed25519Verifier::new("example.com/log", key).expect("valid name")
-    })
+    KEY.get_or_init(lienthong_fuzz::log_verifier)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -36,4 +33,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = signed.verify(&[log_key()]);
     }
     let _ = SignedCheckpoint::open(data, log_key());
+    if let Ok(note) = lienthong_protocol::signed_note::Note::parse(data) {
+        let witness = [lienthong_fuzz::witness_key()];
+        let _ = tlog_cosignature::verify_quorum(&note, &witness, 1);
+    }
 });

@@ -7,10 +7,10 @@ use libfuzzer_sys::fuzz_target;
 use lienthong_protocol::tlog_tiles::{self, TileId};
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(s) = std::str::from_utf8(data) {
-        if let Ok(tile) = TileId::parse_path(s) {
-            assert_eq!(tile.path(), s, "tile path is not canonical");
-        }
+    if let Ok(s) = std::str::from_utf8(data)
+        && let Ok(tile) = TileId::parse_path(s)
+    {
+        assert_eq!(tile.path(), s, "tile path is not canonical");
     }
     if let Ok(entries) = tlog_tiles::parse_entry_bundle(data) {
         let again = tlog_tiles::encode_entry_bundle(&entries).expect("entries re-encode");
