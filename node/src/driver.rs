@@ -93,6 +93,8 @@ pub struct DriverHandle {
     notify: broadcast::Sender<Delivered>,
     next_request: Arc<AtomicU64>,
     stats: Arc<DriverStats>,
+    /// Closed (sender dropped) once the driver thread has ended and released the store.
+    finished: tokio::sync::watch::Receiver<()>,
 }
 
 /// Everything the driver needs to start.
@@ -157,9 +159,12 @@ impl DriverHandle {
             stats: Arc::clone(&stats),
             node,
         };
+        let (finished_tx, finished) = tokio::sync::watch::channel(());
         std::thread::Builder::new()
             .name("relay-driver".into())
             .spawn(move || {
+                // Declared first, dropped last: after the driver and its store handles.
+                let _finished = finished_tx;
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_time()
                     .build()
@@ -178,6 +183,7 @@ impl DriverHandle {
             notify,
             next_request: Arc::new(AtomicU64::new(1)),
             stats,
+            finished,
         };
         Ok((handle, outbound_rx))
     }
@@ -236,9 +242,12 @@ impl DriverHandle {
         &self.stats
     }
 
-    /// Stops the driver after what is queued; durable state is untouched.
+    /// Stops the driver after what is queued and waits until its thread has ended (its
+    /// store handles are released); durable state is untouched.
     pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
+        let mut finished = self.finished.clone();
+        while finished.changed().await.is_ok() {}
     }
 }
 

@@ -3,14 +3,20 @@
 //!
 //! - [`driver`]: runs the sans-I/O relay core on its own thread against the store and the
 //!   network.
+//! - [`federation`]: generates a local federation (keys, signed genesis roster, node
+//!   setups) for devnets and tests.
 //! - [`net`]: the thin libp2p layer (transports, allow-list, gossipsub, request-response
 //!   for relay messages and payload fetch, circuit relay client); no delivery decisions.
+//! - [`node`]: the node assembled (store, driver, network, roster) and the pumps between
+//!   them; central nodes run it with no tenants.
 //! - [`send`]: the send path (validate, seal, store the payload, submit).
 //! - [`store`]: the durable store (RocksDB): one column family per relay
 //!   [`Column`](lienthong_protocol::relay::store::Column) plus the payload chunks, written by
 //!   one writer thread with group commit (many batches, one fsync).
 
 pub mod driver;
+pub mod federation;
 pub mod net;
+pub mod node;
 pub mod send;
 pub mod store;

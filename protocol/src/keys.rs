@@ -387,6 +387,9 @@ pub enum KeyFileKind {
     Signing,
     /// An X25519 encryption key (`x25519-encryption`).
     Encryption,
+    /// An Ed25519 libp2p transport identity (`ed25519-transport`): the node's peer id,
+    /// kept apart from every agency's signing key.
+    Transport,
 }
 
 impl KeyFileKind {
@@ -394,6 +397,7 @@ impl KeyFileKind {
         match self {
             Self::Signing => "ed25519-signing",
             Self::Encryption => "x25519-encryption",
+            Self::Transport => "ed25519-transport",
         }
     }
 }
@@ -402,7 +406,7 @@ impl KeyFileKind {
 ///
 /// ```text
 /// lienthong-key v1
-/// kind: ed25519-signing            (or x25519-encryption)
+/// kind: ed25519-signing            (or x25519-encryption, ed25519-transport)
 /// owner: 000.00.00.G22             (free label: agency id or key holder name)
 /// public: <base64 of the 32-byte public key>
 /// secret: <base64 of the 32-byte secret seed>
@@ -436,9 +440,20 @@ impl KeyFile {
         }
     }
 
+    /// A transport identity file (the seed of the node's libp2p Ed25519 key).
+    pub fn transport(owner: &str, seed: &[u8; 32]) -> Self {
+        Self {
+            kind: KeyFileKind::Transport,
+            owner: owner.to_owned(),
+            secret: Zeroizing::new(*seed),
+        }
+    }
+
     fn public(&self) -> [u8; 32] {
         match self.kind {
-            KeyFileKind::Signing => SigningKey::from_seed(&self.secret).verifying_key().0,
+            KeyFileKind::Signing | KeyFileKind::Transport => {
+                SigningKey::from_seed(&self.secret).verifying_key().0
+            }
             KeyFileKind::Encryption => EncryptionSecret::from_bytes(&self.secret).public_key().0,
         }
     }
@@ -476,7 +491,13 @@ impl KeyFile {
         let kind = match field(2, "kind")?.as_str() {
             "ed25519-signing" => KeyFileKind::Signing,
             "x25519-encryption" => KeyFileKind::Encryption,
-            _ => return Err(err(2, "kind must be ed25519-signing or x25519-encryption")),
+            "ed25519-transport" => KeyFileKind::Transport,
+            _ => {
+                return Err(err(
+                    2,
+                    "kind must be ed25519-signing, x25519-encryption or ed25519-transport",
+                ));
+            }
         };
         let owner = field(3, "owner")?;
         let public = field(4, "public")?;

@@ -67,6 +67,7 @@
 //! the checkpoint are lost, and peers' retries and catch-up bring their documents back).
 
 mod error;
+mod payloads;
 mod writer;
 
 use std::fmt;
