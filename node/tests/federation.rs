@@ -315,3 +315,245 @@ async fn a_recipient_restarted_mid_delivery_gets_every_document_once() {
     node_a.shutdown().await;
     node_b.shutdown().await;
 }
+
+/// A bare network peer that speaks the relay protocol by hand, to send what no honest
+/// node sends.
+struct RawPeer {
+    net: lienthong_node::net::NetHandle,
+    events: tokio::sync::mpsc::Receiver<lienthong_node::net::NetEvent>,
+}
+
+impl RawPeer {
+    async fn start(fed: &Fed, index: usize, target: &Node, target_index: usize) -> Self {
+        use lienthong_node::net::{Command, NetConfig, NetEvent, Network};
+        let generated = &fed.fed.nodes[index];
+        let config = NetConfig {
+            listen: vec![generated.addr.clone()],
+            allowed: vec![target.peer_id()],
+            ..NetConfig::default()
+        };
+        let keypair = lienthong_node::federation::transport_keypair(&generated.transport_seed);
+        let store = std::sync::Arc::new(lienthong_node::net::MemoryPayloadStore::new());
+        let (net, mut events, task) = Network::new(config, keypair, store).unwrap();
+        tokio::spawn(task.run());
+        net.send(Command::Dial {
+            peer: target.peer_id(),
+            addrs: vec![fed.fed.nodes[target_index].addr.clone()],
+        })
+        .await
+        .unwrap();
+        timeout(WAIT, async {
+            loop {
+                if let NetEvent::PeerConnected { peer } = events.recv().await.unwrap()
+                    && peer == target.peer_id()
+                {
+                    return;
+                }
+            }
+        })
+        .await
+        .expect("the raw peer connects");
+        Self { net, events }
+    }
+
+    /// Pushes `envelope` and returns the receipts of the answer.
+    async fn push(
+        &mut self,
+        to: &Node,
+        envelope: Vec<u8>,
+    ) -> Vec<lienthong_protocol::relay::wire::Receipt> {
+        use lienthong_node::net::{Command, NetEvent};
+        use lienthong_protocol::relay::wire::Wire;
+        self.net
+            .send(Command::Send {
+                peer: to.peer_id(),
+                wire: Wire::Push { envelope },
+            })
+            .await
+            .unwrap();
+        timeout(WAIT, async {
+            loop {
+                match self.events.recv().await.unwrap() {
+                    NetEvent::Response {
+                        wire: Wire::PushAck { receipts, .. },
+                        ..
+                    } => return receipts,
+                    NetEvent::SendFailed { reason, .. } => return vec![refused_locally(reason)],
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("an answer to the push")
+    }
+}
+
+fn refused_locally(reason: String) -> lienthong_protocol::relay::wire::Receipt {
+    lienthong_protocol::relay::wire::Receipt::Refused {
+        recipient: agency("000.00.00.A00"),
+        reason: format!("no answer: {reason}"),
+    }
+}
+
+/// A document envelope from `from` (signed with `key`) to `to`, sealed for `to`'s key.
+fn forge(
+    fed: &Fed,
+    from: &AgencyId,
+    key: &lienthong_protocol::keys::SigningKey,
+    to: &AgencyId,
+    seq: u64,
+    prev: Option<ContentId>,
+) -> lienthong_protocol::envelope::SignedEnvelope {
+    use lienthong_protocol::envelope::{ENVELOPE_VERSION, EnvelopeBody, InlinePayload, Payload};
+    use lienthong_protocol::seal::{self, SenderEpochs};
+    let entry = fed.fed.roster.agency(to).unwrap();
+    let document = example_document(from, std::slice::from_ref(to), "Văn bản giả mạo");
+    let mut rng = ChaCha20Rng::seed_from_u64(seq);
+    let now = lienthong_node::driver::now_ms();
+    let sealed = seal::seal(
+        &document.to_bytes().unwrap(),
+        from,
+        &[(to.clone(), entry.encryption_key)],
+        &mut SenderEpochs::default(),
+        now,
+        &mut rng,
+    )
+    .unwrap();
+    let inline = InlinePayload {
+        manifest: sealed.manifest.as_bytes().to_vec(),
+        chunk: sealed.chunks[0].clone(),
+    };
+    let body = EnvelopeBody {
+        v: ENVELOPE_VERSION,
+        kind: Kind::Document,
+        from: from.clone(),
+        to: vec![to.clone()],
+        seq,
+        prev,
+        created_ms: now,
+        routing: Routing::default(),
+        payload: Payload::None,
+    };
+    lienthong_protocol::envelope::SignedEnvelope::sign_inline(body, &inline, key).unwrap()
+}
+
+fn arrived(receipts: &[lienthong_protocol::relay::wire::Receipt]) -> bool {
+    matches!(
+        receipts,
+        [lienthong_protocol::relay::wire::Receipt::Arrived { .. }]
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_replayed_unknown_and_revoked_senders_are_refused_and_penalised() {
+    use lienthong_protocol::keys::SigningKey;
+    use lienthong_protocol::relay::wire::Receipt;
+    use lienthong_protocol::roster::{AgencyState, RosterError};
+    let (x, y, b) = (
+        agency("000.00.00.G07"),
+        agency("000.00.01.G07"),
+        agency("000.00.00.H41"),
+    );
+    let fed = Fed::new(
+        4,
+        &[
+            ("platform", false, &["000.00.00.G07", "000.00.01.G07"]),
+            ("province", false, &["000.00.00.H41"]),
+        ],
+    );
+    let node_b = fed.start(1).await;
+    let mut rogue = RawPeer::start(&fed, 0, &node_b, 1).await;
+    let seeds = fed.fed.tenant_signing_seeds();
+    let x_key = SigningKey::from_seed(&seeds[&x]);
+    let score = || async {
+        node_b
+            .net()
+            .peer_score(fed.fed.nodes[0].peer_id)
+            .await
+            .unwrap()
+            .unwrap_or(0.0)
+    };
+
+    // An honest envelope arrives; the same bytes again are a duplicate, not a second copy.
+    let first = forge(&fed, &x, &x_key, &b, 1, None);
+    let receipts = rogue.push(&node_b, first.bytes().to_vec()).await;
+    assert!(arrived(&receipts), "{receipts:?}");
+    let replay = rogue.push(&node_b, first.bytes().to_vec()).await;
+    assert!(
+        matches!(replay.as_slice(), [Receipt::Duplicate { .. }]),
+        "{replay:?}"
+    );
+    assert_eq!(inbox_count(&node_b, &b, first.id()), 1);
+    let score_before = score().await;
+
+    // A flipped signature bit: refused, not delivered, and the peer pays for it.
+    let second = forge(&fed, &x, &x_key, &b, 2, Some(first.id()));
+    let mut tampered = second.bytes().to_vec();
+    let sig = second.signature().0;
+    let at = tampered
+        .windows(64)
+        .position(|w| w == sig)
+        .expect("the signature is in the bytes");
+    tampered[at] ^= 0x01;
+    let receipts = rogue.push(&node_b, tampered).await;
+    assert!(!arrived(&receipts), "{receipts:?}");
+    assert_eq!(inbox_count(&node_b, &b, second.id()), 0);
+    eventually("the tampering peer's score drops", || async {
+        score().await < score_before
+    })
+    .await;
+
+    // An agency the roster does not know.
+    let stranger = agency("000.00.09.G07");
+    let stranger_key = SigningKey::from_seed(&[42; 32]);
+    let unknown = forge(&fed, &stranger, &stranger_key, &b, 1, None);
+    let receipts = rogue.push(&node_b, unknown.bytes().to_vec()).await;
+    assert!(!arrived(&receipts), "{receipts:?}");
+    assert_eq!(inbox_count(&node_b, &b, unknown.id()), 0);
+
+    // A revocation signed by fewer than k root keys is refused …
+    let revoke = |r: &mut lienthong_protocol::roster::Roster| {
+        for a in &mut r.agencies {
+            if a.id == x {
+                a.state = AgencyState::Revoked;
+            }
+        }
+    };
+    let weak = fed.fed.next_epoch(&fed.fed.roster, &[2], revoke).unwrap();
+    let refused = node_b.apply_roster(weak).await;
+    assert!(
+        matches!(
+            refused,
+            Err(lienthong_node::node::NodeError::Roster(
+                RosterError::Threshold { .. }
+            ))
+        ),
+        "{refused:?}"
+    );
+    // … the honest sender still gets through …
+    assert!(arrived(&rogue.push(&node_b, second.bytes().to_vec()).await));
+    // … and one signed by k of n takes effect: X's next envelope is refused, Y (same
+    // node) still delivers.
+    let strong = fed
+        .fed
+        .next_epoch(&fed.fed.roster, &[1, 2], revoke)
+        .unwrap();
+    assert_eq!(node_b.apply_roster(strong).await.unwrap(), 2);
+    assert_eq!(node_b.roster().borrow().epoch, 2);
+    let third = forge(&fed, &x, &x_key, &b, 3, Some(second.id()));
+    let receipts = rogue.push(&node_b, third.bytes().to_vec()).await;
+    assert!(
+        matches!(receipts.as_slice(), [Receipt::Refused { .. }]),
+        "{receipts:?}"
+    );
+    assert_eq!(inbox_count(&node_b, &b, third.id()), 0);
+    let y_key = SigningKey::from_seed(&seeds[&y]);
+    let from_y = forge(&fed, &y, &y_key, &b, 1, None);
+    assert!(arrived(&rogue.push(&node_b, from_y.bytes().to_vec()).await));
+
+    // The epoch is durable: a restart comes back on it.
+    node_b.shutdown().await;
+    let node_b = fed.start(1).await;
+    assert_eq!(node_b.roster().borrow().epoch, 2);
+    node_b.shutdown().await;
+}

@@ -555,6 +555,31 @@ impl SignedEnvelope {
     }
 }
 
+/// The content id of envelope bytes without decoding or verifying them: the SHA-256 of the
+/// header `[body, signature]`, any inline payload left out, exactly as
+/// [`SignedEnvelope::id`] would give for valid bytes. Bytes without an envelope's shape
+/// get the hash of the bytes themselves. For bookkeeping before the relay has looked at a
+/// message (matching acknowledgements to requests); never a substitute for `decode`.
+pub fn content_id_of(bytes: &[u8]) -> ContentId {
+    let header_len = bytes
+        .split_first()
+        .filter(|(head, _)| **head == HEADER_HEAD || **head == WITH_INLINE_HEAD)
+        .and_then(|(_, rest)| {
+            let body_len = cbor::first_item_len(rest).ok()?;
+            let header = rest.get(..body_len.checked_add(SIGNATURE_LEN)?)?;
+            Some(header.len())
+        });
+    match header_len {
+        Some(len) => {
+            let mut header = Vec::with_capacity(len + 1);
+            header.push(HEADER_HEAD);
+            header.extend_from_slice(bytes.get(1..=len).unwrap_or_default());
+            ContentId::of(&header)
+        }
+        None => ContentId::of(bytes),
+    }
+}
+
 /// The shortest CBOR head of a byte string of `len` bytes.
 fn bytestring_head(len: usize) -> Vec<u8> {
     let len = len as u64;
@@ -709,6 +734,12 @@ mod tests {
         // signature and id are those of the full envelope.
         let header = env.header_bytes();
         assert_eq!(ContentId::of(&header), env.id());
+        assert_eq!(content_id_of(env.bytes()), env.id());
+        assert_eq!(content_id_of(&header), env.id());
+        assert_eq!(
+            content_id_of(b"not an envelope"),
+            ContentId::of(b"not an envelope")
+        );
         let err = SignedEnvelope::decode(&header).unwrap_err().to_string();
         assert!(err.contains("inline payload bytes missing"), "{err}");
         let header_only = SignedEnvelope::decode_header(&header).unwrap();

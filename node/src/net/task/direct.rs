@@ -170,7 +170,7 @@ impl NetTask {
         drop(bytes);
         match &wire {
             Wire::Push { envelope } | Wire::Custody { envelope, .. } => {
-                let key = (peer, ContentId::of(envelope));
+                let key = (peer, content_id_of(envelope));
                 let token = self.next_token;
                 self.next_token += 1;
                 self.pending.insert(

@@ -18,6 +18,7 @@ use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{DialError, ListenError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, identify, noise, relay, tcp, yamux};
 use lienthong_protocol::content_id::ContentId;
+use lienthong_protocol::envelope::content_id_of;
 use lienthong_protocol::relay::Verdict;
 use lienthong_protocol::relay::wire::Wire;
 use lienthong_protocol::seal::{self, ChunkId, Manifest, PayloadId};
