@@ -335,7 +335,16 @@ pub enum NetError {
 pub struct NetHandle {
     commands: mpsc::Sender<Command>,
     metrics: Arc<NetMetrics>,
+    /// libp2p's own metrics (transport bandwidth by direction and protocol stack).
+    registry: Arc<std::sync::Mutex<libp2p::metrics::Registry>>,
     local_peer_id: PeerId,
+}
+
+/// Bytes through the transports (after Noise and Yamux framing), both directions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WireBytes {
+    pub inbound: u64,
+    pub outbound: u64,
 }
 
 impl NetHandle {
@@ -360,6 +369,39 @@ impl NetHandle {
     /// A copy of the counters now.
     pub fn stats(&self) -> NetStats {
         self.metrics.snapshot()
+    }
+
+    /// libp2p's metrics in the Prometheus text format (for `/metrics`).
+    pub fn encode_libp2p_metrics(&self) -> String {
+        let mut text = String::new();
+        let registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+        text
+    }
+
+    /// Bytes through the transports so far, summed over protocol stacks.
+    pub fn wire_bytes(&self) -> WireBytes {
+        let mut bytes = WireBytes::default();
+        for line in self.encode_libp2p_metrics().lines() {
+            if !line.starts_with("libp2p_bandwidth_bytes_total{") {
+                continue;
+            }
+            let Some(value) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
+                continue;
+            };
+            // Counters of bytes: whole numbers well within f64's exact range.
+            let value = value as u64;
+            if line.contains("direction=\"Inbound\"") {
+                bytes.inbound += value;
+            } else if line.contains("direction=\"Outbound\"") {
+                bytes.outbound += value;
+            }
+        }
+        bytes
     }
 
     /// The gossipsub score the task holds for `peer`.
@@ -391,11 +433,21 @@ impl Network {
         let (cmd_tx, cmd_rx) = mpsc::channel(config.channel_capacity.max(1));
         let (ev_tx, ev_rx) = mpsc::channel(config.channel_capacity.max(1));
         let metrics = Arc::new(NetMetrics::default());
-        let task = NetTask::new(config, identity, store, cmd_rx, ev_tx, metrics.clone())?;
+        let mut registry = libp2p::metrics::Registry::default();
+        let task = NetTask::new(
+            config,
+            identity,
+            store,
+            cmd_rx,
+            ev_tx,
+            metrics.clone(),
+            &mut registry,
+        )?;
         Ok((
             NetHandle {
                 commands: cmd_tx,
                 metrics,
+                registry: Arc::new(std::sync::Mutex::new(registry)),
                 local_peer_id,
             },
             ev_rx,

@@ -135,6 +135,7 @@ impl NetTask {
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<NetEvent>,
         metrics: Arc<NetMetrics>,
+        registry: &mut libp2p::metrics::Registry,
     ) -> Result<Self, NetError> {
         let transport = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
         let mut swarm = SwarmBuilder::with_existing_identity(identity)
@@ -148,6 +149,7 @@ impl NetTask {
             .with_quic()
             .with_relay_client(noise::Config::new, yamux::Config::default)
             .map_err(|e| transport(&e))?
+            .with_bandwidth_metrics(registry)
             .with_behaviour(|key, relay_client| {
                 behaviour::build(key, relay_client, &config)
                     .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })
