@@ -255,6 +255,9 @@ pub(crate) fn parse(input: &[u8]) -> Result<Element, EdxmlError> {
                     },
                     Err(e) => return Err(malformed(position, e.to_string())),
                 };
+                // A referenced carriage return is stored as the line feed XML reading
+                // makes of a literal one, so that writing and reading again is stable.
+                let resolved = if resolved == '\r' { '\n' } else { resolved };
                 let mut buf = [0u8; 4];
                 append_text(&mut stack, resolved.encode_utf8(&mut buf), position)?;
             }
@@ -275,6 +278,12 @@ pub(crate) fn parse(input: &[u8]) -> Result<Element, EdxmlError> {
 }
 
 fn append_text(stack: &mut [Element], content: &str, position: u64) -> Result<(), EdxmlError> {
+    if !super::xml_safe(content) {
+        return Err(malformed(
+            position,
+            "text contains a character XML 1.0 does not allow (a control character)",
+        ));
+    }
     match stack.last_mut() {
         Some(el) => {
             el.text.push_str(content);
