@@ -347,6 +347,35 @@ fn statuses_that_need_a_reason_or_assignee_refuse_without() {
 }
 
 #[test]
+fn status_validation_keeps_export_readable() {
+    let doc = new_document();
+    let me = doc.header.to[0].clone();
+    let ok = StatusMessage::for_document(&doc.header, me, StatusCode::Accepted, 0);
+    let mut far = ok.clone();
+    far.timestamp_ms = u64::MAX;
+    assert_invalid(
+        status_to_edxml(&far).unwrap_err(),
+        "Status/Timestamp",
+        "9999",
+    );
+    let mut not_iso = ok.clone();
+    not_iso.response_for.promulgation_date = Some("20/11/2026".into());
+    assert_invalid(
+        status_to_edxml(&not_iso).unwrap_err(),
+        "Status/ResponseFor/PromulgationDate",
+        "YYYY-MM-DD",
+    );
+    let mut blank = ok;
+    blank.from.organ_name = " ".into();
+    assert_eq!(
+        status_to_edxml(&blank),
+        Err(EdxmlError::Missing {
+            path: "Status/From/OrganName".into()
+        })
+    );
+}
+
+#[test]
 fn status_errors_name_the_element() {
     let base = fixture_text("status_01.edxml");
     let cases = [

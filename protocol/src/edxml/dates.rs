@@ -180,8 +180,12 @@ pub(crate) fn parse_timestamp(s: &str) -> Option<u64> {
         .checked_mul(86_400_000)?
         .checked_add(in_day)?
         .checked_sub(offset)?;
-    u64::try_from(ms).ok()
+    u64::try_from(ms).ok().filter(|&ms| ms <= MAX_TIMESTAMP_MS)
 }
+
+/// The last millisecond that [`format_timestamp`] writes with a four-digit year:
+/// 9999/12/31 23:59:59.999 in Vietnam.
+pub(crate) const MAX_TIMESTAMP_MS: u64 = 253_402_275_599_999;
 
 /// `yyyy/MM/dd HH:mm:ss` in Vietnam's local time, the QCVN 102 timestamp form.
 pub(crate) fn format_timestamp(unix_ms: u64) -> String {
@@ -243,5 +247,11 @@ mod tests {
         assert_eq!(parse_timestamp(&format_timestamp(utc + 999)), Some(utc));
         assert_eq!(parse_timestamp("2026/11/23 25:00:00"), None);
         assert_eq!(parse_timestamp("1970/01/01 00:00:00"), None);
+        assert_eq!(format_timestamp(MAX_TIMESTAMP_MS), "9999/12/31 23:59:59");
+        assert_eq!(
+            parse_timestamp("9999/12/31 23:59:59.999"),
+            Some(MAX_TIMESTAMP_MS)
+        );
+        assert_eq!(parse_timestamp("9999/12/31 23:59:59-14:00"), None);
     }
 }

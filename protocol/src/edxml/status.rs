@@ -204,11 +204,17 @@ impl StatusMessage {
             }
         }
         if let Some(date) = &self.response_for.promulgation_date
-            && dates::parse_date(date).is_none()
+            && dates::parse_date(date).map(|d| d.iso()).as_deref() != Some(date.as_str())
         {
             return Err(invalid(
                 "Status/ResponseFor/PromulgationDate",
                 format!("{date:?} is not a date YYYY-MM-DD"),
+            ));
+        }
+        if self.timestamp_ms > dates::MAX_TIMESTAMP_MS {
+            return Err(invalid(
+                "Status/Timestamp",
+                format!("{} ms is after the year 9999", self.timestamp_ms),
             ));
         }
         if self.code.needs_detail() && self.detail().is_none() {
