@@ -649,16 +649,23 @@ fn bad_base64() {
         "AttachmentEncoded/Attachment[2]/ContentTransferEncoded",
         "not base64",
     );
-    // Empty data is missing data.
+    // An empty element is an empty file; no element is missing data.
     let start = base.find("<edXML:ContentTransferEncoded").unwrap();
-    let end = base.find("</edXML:ContentTransferEncoded>").unwrap();
-    let xml = format!(
+    let end = base.find("</edXML:ContentTransferEncoded>").unwrap()
+        + "</edXML:ContentTransferEncoded>".len();
+    let empty = format!(
         "{}<ContentTransferEncoded>  </ContentTransferEncoded>{}",
         &base[..start],
-        &base[end + "</edXML:ContentTransferEncoded>".len()..]
+        &base[end..]
     );
+    assert!(
+        document_from_edxml(empty.as_bytes()).unwrap().attachments[1]
+            .data
+            .is_empty()
+    );
+    let absent = format!("{}{}", &base[..start], &base[end..]);
     assert_eq!(
-        import_err(&xml),
+        import_err(&absent),
         EdxmlError::Missing {
             path: "AttachmentEncoded/Attachment[2]/ContentTransferEncoded".into()
         }
@@ -1044,4 +1051,14 @@ proptest! {
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
         let _ = from_edxml(&bytes);
     }
+}
+
+#[test]
+fn a_four_mib_attachment_round_trips() {
+    let mut doc = new_document();
+    doc.attachments[0].data = (0..4 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(31) % 251) as u8)
+        .collect();
+    let xml = document_to_edxml(&doc).unwrap();
+    assert_eq!(document_from_edxml(&xml).unwrap(), doc);
 }

@@ -484,7 +484,8 @@ fn read_attachments(root: &Element, envelope: &Element) -> Result<Vec<Attachment
 }
 
 /// Decodes base64 with any whitespace in it, keeping the running total of attachment
-/// bytes within [`MAX_DOCUMENT_LEN`] before allocating.
+/// bytes within [`MAX_DOCUMENT_LEN`] before allocating. An empty element is an empty file
+/// (the element itself is required).
 fn decode_base64(path: &str, encoded: &str, total: &mut usize) -> Result<Vec<u8>, EdxmlError> {
     let compact: Cow<'_, str> = if encoded.bytes().any(|b| b.is_ascii_whitespace()) {
         Cow::Owned(
@@ -496,11 +497,6 @@ fn decode_base64(path: &str, encoded: &str, total: &mut usize) -> Result<Vec<u8>
     } else {
         Cow::Borrowed(encoded)
     };
-    if compact.is_empty() {
-        return Err(EdxmlError::Missing {
-            path: path.to_owned(),
-        });
-    }
     let estimate = compact.len() / 4 * 3 + 3;
     let after = total.saturating_add(estimate);
     if after > MAX_DOCUMENT_LEN + 3 {
