@@ -50,9 +50,7 @@ pub(super) fn read_document(
     envelope: &Element,
     header: &Element,
 ) -> Result<Document, EdxmlError> {
-    let mh = required(header, "", MESSAGE_HEADER)?;
-    let header_fields = read_message_header(mh)?;
-    let mut doc_header = header_fields;
+    let mut doc_header = read_message_header(required(header, "", MESSAGE_HEADER)?)?;
     read_business(header, &mut doc_header)?;
     let attachments = read_attachments(root, envelope)?;
     let doc = Document {

@@ -89,6 +89,22 @@ pub enum EdxmlError {
 }
 
 impl EdxmlError {
+    /// A short stable name for the kind of error (`malformed`, `wrong-namespace`,
+    /// `missing`, `invalid`, `unknown-business-type`, `too-large`, `export`, `write`), for
+    /// error codes and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Malformed { .. } => "malformed",
+            Self::WrongNamespace { .. } => "wrong-namespace",
+            Self::Missing { .. } => "missing",
+            Self::Invalid { .. } => "invalid",
+            Self::UnknownBusinessType { .. } => "unknown-business-type",
+            Self::TooLarge { .. } => "too-large",
+            Self::Export(_) => "export",
+            Self::Write(_) => "write",
+        }
+    }
+
     /// The offending element path, when there is one.
     pub fn path(&self) -> Option<&str> {
         match self {

@@ -88,8 +88,12 @@ fn malformed(position: u64, reason: impl Into<String>) -> EdxmlError {
 
 fn path_of(stack: &[Element], name: &str) -> String {
     let mut path = String::new();
-    // Skip the root wrapper: paths start where the edXML structure is recognisable.
-    for el in stack.iter().skip(1) {
+    // Paths start below the envelope, as the extraction's do (`MessageHeader/To`).
+    let skipped = stack
+        .iter()
+        .take_while(|el| matches!(el.name.as_str(), "edXML" | "edXMLEnvelope" | "edXMLHeader"))
+        .count();
+    for el in stack.iter().skip(skipped) {
         path.push_str(&el.name);
         path.push('/');
     }
