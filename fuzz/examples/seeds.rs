@@ -13,6 +13,7 @@ use lienthong_fuzz::{agency, agency_key, agency_secret, kind, record};
 use lienthong_protocol::audit::Replayer;
 use lienthong_protocol::content_id::ContentId;
 use lienthong_protocol::document;
+use lienthong_protocol::edxml;
 use lienthong_protocol::envelope::{
     ENVELOPE_VERSION, EnvelopeBody, InlinePayload, Kind, Payload, Routing, SignedEnvelope,
 };
@@ -64,6 +65,29 @@ fn main() -> Result<()> {
         chunk: sealed.chunks.first().cloned().unwrap_or_default(),
     };
     write("document_decode", "example", &doc_bytes)?;
+
+    // edXML: the example document with an attachment, a revoke, and a status message.
+    let mut with_file = doc.clone();
+    with_file.attachments.push(document::Attachment {
+        name: "qd.pdf".into(),
+        mime: "application/pdf".into(),
+        description: Some("Văn bản ký số".into()),
+        data: b"%PDF-1.7 seed".to_vec(),
+    });
+    write("edxml_import", "document", &edxml::document_to_edxml(&with_file)?)?;
+    let mut revoke = doc.clone();
+    revoke.header.business = document::BusinessType::Revoke;
+    revoke.header.business_reason = Some("Seed reason".into());
+    revoke.header.business_ref = Some(edxml::StatusMessage::reference_to(&doc.header));
+    write("edxml_import", "revoke", &edxml::document_to_edxml(&revoke)?)?;
+    let status = edxml::StatusMessage::for_document(
+        &doc.header,
+        doc.header.to[0].clone(),
+        StatusCode::Rejected,
+        T0,
+    )
+    .with_description("Seed rejection");
+    write("edxml_import", "status", &edxml::status_to_edxml(&status)?)?;
     write(
         "seal_manifest",
         "two-recipients",

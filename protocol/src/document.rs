@@ -168,6 +168,9 @@ pub struct DocumentHeader {
     pub business: BusinessType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub business_ref: Option<Reference>,
+    /// BussinessDocReason: why an earlier document is revoked, updated or replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_reason: Option<String>,
 }
 
 /// An attachment (usually the signed PDF).
@@ -358,6 +361,7 @@ impl DocumentHeader {
             }
             (_, Some(r)) => r.validate("business_ref")?,
         }
+        opt_text("business_reason", &self.business_reason, MAX_LONG_TEXT)?;
         Ok(())
     }
 }
@@ -455,6 +459,7 @@ pub fn example_document(from: &AgencyId, to: &[AgencyId], subject: &str) -> Docu
             response_for: None,
             business: BusinessType::New,
             business_ref: None,
+            business_reason: None,
         },
         attachments: vec![],
     }

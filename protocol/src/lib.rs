@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cbor;
 pub mod content_id;
 pub mod document;
+pub mod edxml;
 pub mod envelope;
 pub mod keys;
 pub mod ledger;
