@@ -228,3 +228,58 @@ impl LocalFederation {
             .collect()
     }
 }
+
+/// What an agency node's operator hands to the central office to be admitted: the public
+/// half of `lienthong init` (JSON, keys in base64). Roster ceremonies turn it into an
+/// [`AgencyEntry`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRequest {
+    /// The agency code.
+    pub id: String,
+    /// Official name.
+    pub name: String,
+    /// Ed25519 signing key (base64).
+    pub signing_key: String,
+    /// X25519 encryption key (base64).
+    pub encryption_key: String,
+    /// The hosting node's peer id.
+    pub node: String,
+    /// The node's public addresses (multiaddrs).
+    pub addrs: Vec<String>,
+}
+
+impl MemberRequest {
+    /// The roster entry it asks for (active).
+    pub fn to_entry(&self) -> Result<AgencyEntry, RosterError> {
+        let bad = |field: &str, problem: &str| RosterError::Field {
+            field: format!("member {}: {field}", self.id),
+            problem: problem.to_owned(),
+        };
+        let key32 = |field: &str, b64: &str| -> Result<[u8; 32], RosterError> {
+            data_encoding::BASE64
+                .decode(b64.as_bytes())
+                .ok()
+                .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                .ok_or_else(|| bad(field, "must be 32 bytes in base64"))
+        };
+        let id = AgencyId::parse(&self.id).map_err(|_| bad("id", "not an agency code"))?;
+        Ok(AgencyEntry {
+            level: id.level().unwrap_or(1),
+            parent: id.parent(),
+            id,
+            name: self.name.clone(),
+            signing_key: lienthong_protocol::keys::VerifyingKey(key32(
+                "signing_key",
+                &self.signing_key,
+            )?),
+            encryption_key: lienthong_protocol::keys::EncryptionKey(key32(
+                "encryption_key",
+                &self.encryption_key,
+            )?),
+            node: self.node.clone(),
+            addrs: self.addrs.clone(),
+            state: AgencyState::Active,
+        })
+    }
+}

@@ -1,6 +1,7 @@
 //! `lienthong-node`: the agency node. The binary `lienthong` (daemon and CLI) is built on
 //! this library.
 //!
+//! - [`config`]: the node configuration file, overrides and validation.
 //! - [`driver`]: runs the sans-I/O relay core on its own thread against the store and the
 //!   network.
 //! - [`federation`]: generates a local federation (keys, signed genesis roster, node
@@ -14,6 +15,7 @@
 //!   [`Column`](lienthong_protocol::relay::store::Column) plus the payload chunks, written by
 //!   one writer thread with group commit (many batches, one fsync).
 
+pub mod config;
 pub mod driver;
 pub mod federation;
 pub mod net;

@@ -1,0 +1,380 @@
+//! The node's configuration: one TOML file, overridable by `LIENTHONG_*` environment
+//! variables and flags, validated at start with messages that name the setting and the
+//! expected form. Key files and the roster are read here, so a node that starts has
+//! everything it needs.
+//!
+//! ```toml
+//! data_dir = "data"                       # relative paths resolve against this file's folder
+//! genesis_roster = "roster.cbor"          # the trusted genesis roster (signed, CBOR)
+//! transport_key = "keys/transport.key"    # KeyFile (ed25519-transport), mode 0600
+//!
+//! [network]
+//! listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+//! bootstrap = ["/ip4/10.0.0.1/tcp/4001/p2p/12D3KooW…"]   # optional extra peers to dial
+//!
+//! [api]
+//! listen = "127.0.0.1:8080"               # loopback unless a DMS on another host needs it
+//!
+//! [[tenants]]
+//! id = "000.00.00.H41"
+//! signing_key = "keys/000.00.00.H41.signing.key"
+//! encryption_key = "keys/000.00.00.H41.encryption.key"
+//! token_sha256 = ["9f86d0…"]               # SHA-256 (hex) of each bearer token the DMS uses
+//!
+//! [relay]                                 # optional tunables
+//! custody_after_ms = 5000
+//! retry_base_ms = 1000
+//! retry_max_ms = 600000
+//! ```
+//!
+//! Environment overrides: `LIENTHONG_DATA_DIR`, `LIENTHONG_API_LISTEN`, `LIENTHONG_LISTEN`
+//! (comma-separated multiaddrs), `LIENTHONG_BOOTSTRAP` (comma-separated).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use libp2p::Multiaddr;
+use lienthong_protocol::agency::AgencyId;
+use lienthong_protocol::keys::{EncryptionSecret, KeyFile, KeyFileKind, SigningKey};
+use lienthong_protocol::relay::RelayConfig;
+use lienthong_protocol::roster::SignedRoster;
+use serde::{Deserialize, Serialize};
+
+use crate::federation::transport_keypair;
+use crate::net::NetConfig;
+use crate::node::{NodeSetup, TenantKeys};
+
+/// A configuration problem, naming where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("`{setting}` {problem}")]
+    Invalid { setting: String, problem: String },
+    #[error("key file {path}: {problem}")]
+    Key { path: PathBuf, problem: String },
+}
+
+fn invalid(setting: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting: setting.into(),
+        problem: problem.into(),
+    }
+}
+
+/// The file's shape.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: PathBuf,
+    pub genesis_roster: PathBuf,
+    pub transport_key: PathBuf,
+    #[serde(default)]
+    pub network: NetworkSection,
+    #[serde(default)]
+    pub api: ApiSection,
+    #[serde(default)]
+    pub tenants: Vec<TenantSection>,
+    #[serde(default)]
+    pub relay: RelaySection,
+}
+
+/// `[network]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    #[serde(default)]
+    pub listen: Vec<String>,
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    pub listen: String,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// One `[[tenants]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSection {
+    pub id: String,
+    pub signing_key: PathBuf,
+    pub encryption_key: PathBuf,
+    #[serde(default)]
+    pub token_sha256: Vec<String>,
+}
+
+/// `[relay]`: tunables, each optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySection {
+    pub custody_after_ms: Option<u64>,
+    pub retry_base_ms: Option<u64>,
+    pub retry_max_ms: Option<u64>,
+}
+
+/// Overrides from flags and the environment (flags win).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub api_listen: Option<String>,
+    pub listen: Option<Vec<String>>,
+    pub bootstrap: Option<Vec<String>>,
+}
+
+impl Overrides {
+    /// `LIENTHONG_*` variables, under any overrides already set.
+    pub fn with_env(mut self) -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let list = |v: String| v.split(',').map(|s| s.trim().to_owned()).collect();
+        self.data_dir = self
+            .data_dir
+            .or_else(|| var("LIENTHONG_DATA_DIR").map(PathBuf::from));
+        self.api_listen = self.api_listen.or_else(|| var("LIENTHONG_API_LISTEN"));
+        self.listen = self.listen.or_else(|| var("LIENTHONG_LISTEN").map(list));
+        self.bootstrap = self
+            .bootstrap
+            .or_else(|| var("LIENTHONG_BOOTSTRAP").map(list));
+        self
+    }
+}
+
+/// One tenant's API bearer-token hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantTokens {
+    pub tenant: AgencyId,
+    pub sha256: Vec<[u8; 32]>,
+}
+
+/// A validated configuration, with keys and roster loaded.
+#[derive(Debug)]
+pub struct Config {
+    /// The node's setup (store, keys, roster, network, relay).
+    pub setup: NodeSetup,
+    /// Where the HTTP API listens.
+    pub api_listen: SocketAddr,
+    /// Bearer-token hashes per tenant.
+    pub tokens: Vec<TenantTokens>,
+}
+
+impl Config {
+    /// Reads, overrides and validates the file at `path`.
+    pub fn load(path: &Path, overrides: Overrides) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut file: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if let Some(v) = overrides.data_dir {
+            file.data_dir = v;
+        }
+        if let Some(v) = overrides.api_listen {
+            file.api.listen = v;
+        }
+        if let Some(v) = overrides.listen {
+            file.network.listen = v;
+        }
+        if let Some(v) = overrides.bootstrap {
+            file.network.bootstrap = v;
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_file(file, base)
+    }
+
+    /// Validates `file`, resolving relative paths against `base`.
+    pub fn from_file(file: FileConfig, base: &Path) -> Result<Self, ConfigError> {
+        let resolve = |p: &Path| -> PathBuf {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let api_listen: SocketAddr = file.api.listen.parse().map_err(|_| {
+            invalid(
+                "api.listen",
+                format!(
+                    "is `{}`; expected an address and port such as 127.0.0.1:8080",
+                    file.api.listen
+                ),
+            )
+        })?;
+        let multiaddrs = |setting: &str, list: &[String]| -> Result<Vec<Multiaddr>, ConfigError> {
+            list.iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    s.parse::<Multiaddr>().map_err(|e| {
+                        invalid(
+                            format!("{setting}[{i}]"),
+                            format!("is `{s}`, not a multiaddr ({e}); e.g. /ip4/0.0.0.0/tcp/4001"),
+                        )
+                    })
+                })
+                .collect()
+        };
+        let listen = multiaddrs("network.listen", &file.network.listen)?;
+        if listen.is_empty() {
+            return Err(invalid(
+                "network.listen",
+                "is empty; list at least one address, e.g. [\"/ip4/0.0.0.0/tcp/4001\"]",
+            ));
+        }
+        let bootstrap = multiaddrs("network.bootstrap", &file.network.bootstrap)?;
+
+        let transport_path = resolve(&file.transport_key);
+        let transport = read_key(&transport_path, KeyFileKind::Transport)?;
+        let roster_path = resolve(&file.genesis_roster);
+        let roster_bytes = std::fs::read(&roster_path).map_err(|source| ConfigError::Read {
+            path: roster_path.clone(),
+            source,
+        })?;
+        let genesis = SignedRoster::decode(&roster_bytes).map_err(|e| ConfigError::Parse {
+            path: roster_path.clone(),
+            message: format!("not a signed roster: {e}"),
+        })?;
+
+        let mut tenants = Vec::with_capacity(file.tenants.len());
+        let mut tokens = Vec::with_capacity(file.tenants.len());
+        for (i, t) in file.tenants.iter().enumerate() {
+            let id = AgencyId::parse(&t.id).map_err(|e| {
+                invalid(
+                    format!("tenants[{i}].id"),
+                    format!(
+                        "is `{}`: {e}; expected an agency code like 000.00.00.H41",
+                        t.id
+                    ),
+                )
+            })?;
+            if tenants.iter().any(|k: &TenantKeys| k.id == id) {
+                return Err(invalid(
+                    format!("tenants[{i}].id"),
+                    format!("{id} is listed twice"),
+                ));
+            }
+            let signing = read_key(&resolve(&t.signing_key), KeyFileKind::Signing)?;
+            let encryption = read_key(&resolve(&t.encryption_key), KeyFileKind::Encryption)?;
+            let mut hashes = Vec::with_capacity(t.token_sha256.len());
+            for (j, h) in t.token_sha256.iter().enumerate() {
+                hashes.push(parse_sha256(h).ok_or_else(|| {
+                    invalid(
+                        format!("tenants[{i}].token_sha256[{j}]"),
+                        "must be 64 hexadecimal digits (the SHA-256 of a bearer token)",
+                    )
+                })?);
+            }
+            tokens.push(TenantTokens {
+                tenant: id.clone(),
+                sha256: hashes,
+            });
+            tenants.push(TenantKeys {
+                id,
+                signing: SigningKey::from_seed(&signing),
+                encryption: EncryptionSecret::from_bytes(&encryption),
+            });
+        }
+
+        let keypair = transport_keypair(&transport);
+        let mut relay = RelayConfig::new(keypair.public().to_peer_id().to_string());
+        if let Some(v) = file.relay.custody_after_ms {
+            relay.custody_after_ms = v;
+        }
+        if let Some(v) = file.relay.retry_base_ms {
+            relay.retry_base_ms = v.max(1);
+        }
+        if let Some(v) = file.relay.retry_max_ms {
+            if v < relay.retry_base_ms {
+                return Err(invalid(
+                    "relay.retry_max_ms",
+                    "must be at least relay.retry_base_ms",
+                ));
+            }
+            relay.retry_max_ms = v;
+        }
+        Ok(Self {
+            setup: NodeSetup {
+                data_dir: resolve(&file.data_dir),
+                transport: keypair,
+                tenants,
+                genesis,
+                net: NetConfig {
+                    listen,
+                    ..NetConfig::default()
+                },
+                relay,
+                bootstrap,
+            },
+            api_listen,
+            tokens,
+        })
+    }
+}
+
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let bytes = data_encoding::HEXLOWER_PERMISSIVE
+        .decode(hex.as_bytes())
+        .ok()?;
+    bytes.try_into().ok()
+}
+
+/// Reads a key file of the expected kind: its 32-byte secret.
+pub fn read_key(
+    path: &Path,
+    kind: KeyFileKind,
+) -> Result<zeroize::Zeroizing<[u8; 32]>, ConfigError> {
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+        ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?);
+    let file = KeyFile::parse(&text).map_err(|e| ConfigError::Key {
+        path: path.to_path_buf(),
+        problem: e.to_string(),
+    })?;
+    if file.kind != kind {
+        return Err(ConfigError::Key {
+            path: path.to_path_buf(),
+            problem: format!(
+                "holds a {:?} key where a {kind:?} key is expected",
+                file.kind
+            ),
+        });
+    }
+    Ok(file.secret)
+}
+
+/// Writes a key file with mode 0600 (created new: an existing key is never overwritten).
+pub fn write_key(path: &Path, file: &KeyFile) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    out.write_all(file.to_text().as_bytes())?;
+    out.sync_all()
+}
