@@ -1883,6 +1883,41 @@ fn received_statuses_out_of_order_are_retried_and_invalid_ones_refused() {
     );
 }
 
+#[test]
+fn a_status_from_an_agency_that_is_not_party_to_the_document_is_refused() {
+    let r = roster();
+    let mut a = node_a(&r);
+    let mut b = node_b(&r);
+    let (id, t) = delivered_pair(&mut a, &mut b);
+    // d was never sent the document, yet says it accepted it.
+    let intruder = status(&d(), &g(), 1, StatusCode::Accepted, id, t);
+    assert_actions(&a.push(PC, intruder.bytes(), t), &["persist"]);
+    let acts = a.commit(t);
+    assert_actions(&acts, &["send peer-c pushack"]);
+    assert_eq!(
+        receipts(&acts, intruder.id()),
+        vec![refused(
+            g(),
+            &format!("status 03 about {id} from an agency not party to it")
+        )]
+    );
+    assert_eq!(codes(&a.store.status(&id, &h())), [StatusCode::Arrived]);
+    assert_eq!(delivered(&acts), vec![], "nothing in g's inbox");
+    // d is not the sender either: its 13 is refused at the recipient's node.
+    let recall = status(&d(), &h(), 2, StatusCode::RecallRequested, id, t);
+    assert_actions(&b.push(PC, recall.bytes(), t), &["persist"]);
+    let acts = b.commit(t);
+    assert_actions(&acts, &["send peer-c pushack"]);
+    assert_eq!(
+        receipts(&acts, recall.id()),
+        vec![refused(
+            h(),
+            &format!("status 13 about {id} from an agency not party to it")
+        )]
+    );
+    assert!(!b.store.status(&id, &h()).chain.request_pending);
+}
+
 // ===== gossip ===========================================================================
 
 #[test]

@@ -1224,16 +1224,33 @@ impl Relay {
                     tenant,
                 )
             };
+            let not_party =
+                || format!("status {code} about {document} from an agency not party to it");
             let Some(record) = self.read_record::<StatusRecord>(store, Column::Statuses, &key)
             else {
+                // A recipient's status goes to the document's sender, whose node wrote a
+                // record per recipient in the batch that stored the document: if the
+                // document is here and the record is not, the author is not one of its
+                // recipients (or the addressee not its sender) and never will be; "retry"
+                // would have its node push it until it expires. (A 13 may overtake its
+                // document, so that one waits.)
+                if code != StatusCode::RecallRequested
+                    && self
+                        .read(store, Column::Envelopes, document.as_bytes())
+                        .is_some()
+                {
+                    receipts.push(Receipt::Refused {
+                        recipient: tenant.clone(),
+                        reason: not_party(),
+                    });
+                    continue;
+                }
                 return Err(format!("document {document} has not arrived here yet"));
             };
             if &record.sender != expected_sender {
-                let reason =
-                    format!("status {code} about {document} from an agency not party to it");
                 receipts.push(Receipt::Refused {
                     recipient: tenant.clone(),
-                    reason,
+                    reason: not_party(),
                 });
                 continue;
             }
