@@ -1367,6 +1367,32 @@ fn without_an_ack_pushes_are_retried_with_growing_capped_backoff() {
 }
 
 #[test]
+fn a_reconnecting_peer_restarts_the_backoff() {
+    let r = roster();
+    let mut config = RelayConfig::new(PA);
+    config.custody_after_ms = 365 * DAY;
+    let mut a = Node::new(&r, config, &[g()]);
+    let (base, max) = (a.config.retry_base_ms, a.config.retry_max_ms);
+    sent(&mut a, 1, &[h()]);
+    // A day offline: the delay has reached its cap.
+    let mut at = T0 + 1;
+    while at < T0 + DAY {
+        at = a.relay.next_deadline().unwrap();
+        assert_actions(&a.tick(at), &["send peer-b push"]);
+    }
+    assert!(a.relay.next_deadline().unwrap() - at >= max);
+    // It connects: pushed at once, and if that push is lost the next follows after
+    // retry_base_ms, not after another retry_max_ms.
+    let back = at + 1;
+    assert_actions(
+        &a.handle(Event::PeerConnected { peer: PB.into() }, back),
+        &["send peer-b push"],
+    );
+    let delay = a.relay.next_deadline().unwrap() - back;
+    assert!(delay >= base && delay < base + base / 4, "{delay} ms");
+}
+
+#[test]
 fn an_unconfirmed_delivery_is_handed_to_custodians_after_custody_after_ms() {
     let r = roster();
     let mut a = node_a(&r);

@@ -1576,12 +1576,15 @@ impl Relay {
             .cloned()
             .collect();
         for (id, r) in keys {
-            if let Some(p) = self.pending.get_mut(&(id, r.clone()))
-                && p.next_ms > now
-            {
-                self.due.remove(&(p.next_ms, id, r.clone()));
-                p.next_ms = now;
-                self.due.insert((now, id, r));
+            if let Some(p) = self.pending.get_mut(&(id, r.clone())) {
+                // The backoff starts over: if this push is lost too, the next one follows
+                // after `retry_base_ms`, not after the long delay reached while it was away.
+                p.attempts = 0;
+                if p.next_ms > now {
+                    self.due.remove(&(p.next_ms, id, r.clone()));
+                    p.next_ms = now;
+                    self.due.insert((now, id, r));
+                }
             }
         }
     }
