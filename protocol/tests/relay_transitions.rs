@@ -1640,6 +1640,39 @@ fn a_revoked_recipient_or_an_expired_delivery_ends_with_the_reason_recorded() {
     assert_eq!(a.store.count(Column::Deliveries), 0);
 }
 
+#[test]
+fn deliveries_to_a_suspended_recipient_wait_until_it_is_reinstated() {
+    let r = roster();
+    let mut a = node_a(&r);
+    let retry_max = a.config.retry_max_ms;
+    let (id, _) = sent(&mut a, 1, &[h()]);
+    let suspended = with_state(&r, &h(), AgencyState::Suspended);
+    assert_actions(
+        &a.handle(Event::RosterUpdated(Arc::clone(&suspended)), T0 + 2),
+        &[],
+    );
+    // Neither pushed nor ended: it waits.
+    let at = a.relay.next_deadline().unwrap();
+    assert_actions(&a.tick(at), &[]);
+    assert_eq!(a.relay.pending_deliveries(), 1);
+    assert_eq!(a.relay.next_deadline(), Some(at + retry_max));
+    assert_eq!(a.store.status(&id, &h()).ended, None);
+    // Reinstated: delivery goes on.
+    let reinstated = with_state(&suspended, &h(), AgencyState::Active);
+    a.handle(Event::RosterUpdated(reinstated), at + 1);
+    let acts = a.tick(at + retry_max);
+    // (Long past custody_after_ms: custodians are asked too; h has no parent.)
+    assert_actions(
+        &acts,
+        &[
+            "send peer-b push",
+            "send central-0 custody",
+            "send central-1 custody",
+        ],
+    );
+    assert_eq!(SignedEnvelope::decode(&pushed(&acts, PB)).unwrap().id(), id);
+}
+
 // ===== statuses =========================================================================
 
 #[test]

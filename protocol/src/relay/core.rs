@@ -1700,6 +1700,13 @@ impl Relay {
             }
             let node = match self.roster.active_agency(&r) {
                 Ok(entry) => entry.node.clone(),
+                Err(crate::roster::RosterError::Suspended(_)) => {
+                    // A suspended agency's pending inbound documents wait (roster
+                    // `AgencyState::Suspended`): until it is reinstated, revoked or the
+                    // delivery expires.
+                    self.reschedule(&key, now + self.config.retry_max_ms);
+                    continue;
+                }
                 Err(e) => {
                     self.due.insert((at, id, r.clone()));
                     self.untrack(
