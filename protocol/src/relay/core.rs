@@ -1224,16 +1224,33 @@ impl Relay {
                     tenant,
                 )
             };
+            let not_party =
+                || format!("status {code} about {document} from an agency not party to it");
             let Some(record) = self.read_record::<StatusRecord>(store, Column::Statuses, &key)
             else {
+                // A recipient's status goes to the document's sender, whose node wrote a
+                // record per recipient in the batch that stored the document: if the
+                // document is here and the record is not, the author is not one of its
+                // recipients (or the addressee not its sender) and never will be; "retry"
+                // would have its node push it until it expires. (A 13 may overtake its
+                // document, so that one waits.)
+                if code != StatusCode::RecallRequested
+                    && self
+                        .read(store, Column::Envelopes, document.as_bytes())
+                        .is_some()
+                {
+                    receipts.push(Receipt::Refused {
+                        recipient: tenant.clone(),
+                        reason: not_party(),
+                    });
+                    continue;
+                }
                 return Err(format!("document {document} has not arrived here yet"));
             };
             if &record.sender != expected_sender {
-                let reason =
-                    format!("status {code} about {document} from an agency not party to it");
                 receipts.push(Receipt::Refused {
                     recipient: tenant.clone(),
-                    reason,
+                    reason: not_party(),
                 });
                 continue;
             }
@@ -1559,12 +1576,15 @@ impl Relay {
             .cloned()
             .collect();
         for (id, r) in keys {
-            if let Some(p) = self.pending.get_mut(&(id, r.clone()))
-                && p.next_ms > now
-            {
-                self.due.remove(&(p.next_ms, id, r.clone()));
-                p.next_ms = now;
-                self.due.insert((now, id, r));
+            if let Some(p) = self.pending.get_mut(&(id, r.clone())) {
+                // The backoff starts over: if this push is lost too, the next one follows
+                // after `retry_base_ms`, not after the long delay reached while it was away.
+                p.attempts = 0;
+                if p.next_ms > now {
+                    self.due.remove(&(p.next_ms, id, r.clone()));
+                    p.next_ms = now;
+                    self.due.insert((now, id, r));
+                }
             }
         }
     }
@@ -1680,6 +1700,13 @@ impl Relay {
             }
             let node = match self.roster.active_agency(&r) {
                 Ok(entry) => entry.node.clone(),
+                Err(crate::roster::RosterError::Suspended(_)) => {
+                    // A suspended agency's pending inbound documents wait (roster
+                    // `AgencyState::Suspended`): until it is reinstated, revoked or the
+                    // delivery expires.
+                    self.reschedule(&key, now + self.config.retry_max_ms);
+                    continue;
+                }
                 Err(e) => {
                     self.due.insert((at, id, r.clone()));
                     self.untrack(
