@@ -453,13 +453,15 @@ async fn wait_until(rx: &mut watch::Receiver<usize>, at_least: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupted_fetch_resumes_with_only_the_missing_chunks() {
-    // A 3 MiB payload: 12 chunks of 256 KiB.
+    // A 50 MiB payload (DESIGN's resumable-fetch case): 200 chunks of 256 KiB.
+    const PAYLOAD: usize = 50 * 1024 * 1024;
+    const CHUNKS: usize = PAYLOAD / (256 * 1024);
     let mut rng = ChaCha20Rng::seed_from_u64(7);
     let sender = AgencyId::parse("000.00.00.G22").unwrap();
     let recipient = AgencyId::parse("000.00.00.H41").unwrap();
     let secret = EncryptionSecret::generate(&mut rng);
     let mut epochs = SenderEpochs::new(EpochPolicy::default());
-    let plaintext: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let plaintext: Vec<u8> = (0..PAYLOAD).map(|i| (i % 251) as u8).collect();
     let sealed = seal::seal(
         &plaintext,
         &sender,
@@ -469,10 +471,11 @@ async fn interrupted_fetch_resumes_with_only_the_missing_chunks() {
         &mut rng,
     )
     .unwrap();
-    assert_eq!(sealed.chunks.len(), 12);
+    assert_eq!(sealed.chunks.len(), CHUNKS);
     let manifest = sealed.manifest.id();
 
-    const FIRST: usize = 4;
+    // Cut after a quarter.
+    const FIRST: usize = CHUNKS / 4;
     let (reads_tx, mut reads) = watch::channel(0);
     let source = Arc::new(GatedStore {
         inner: MemoryPayloadStore::new(),
@@ -551,21 +554,21 @@ async fn interrupted_fetch_resumes_with_only_the_missing_chunks() {
     assert!(sink.inner.has_manifest(&manifest));
 
     // Every chunk was written once; the chunks stored before the cut were never asked
-    // for again; the requests are the 12 chunks plus those lost in the cut.
+    // for again; the requests are every chunk once plus those lost in the cut.
     let writes = sink.writes.lock().unwrap().clone();
-    assert_eq!(writes.len(), 12);
+    assert_eq!(writes.len(), CHUNKS);
     assert!(writes.values().all(|n| *n == 1), "{writes:?}");
     let source_reads = source.reads.lock().unwrap().clone();
     for chunk in &sealed.manifest.chunks()[..FIRST] {
         assert_eq!(source_reads[chunk], 1, "a stored chunk was fetched again");
     }
     let stats = b.handle.stats();
-    assert_eq!(stats.fetch_chunks_stored, 12);
+    assert_eq!(stats.fetch_chunks_stored, CHUNKS as u64);
     assert_eq!(stats.fetch_manifest_requests, 1);
     assert!(stats.fetch_chunk_failures >= 1, "{stats:?}");
     assert_eq!(
         stats.fetch_chunk_requests,
-        12 + stats.fetch_chunk_failures,
+        CHUNKS as u64 + stats.fetch_chunk_failures,
         "{stats:?}"
     );
     assert_eq!(stats.fetch_completed, 1);
