@@ -557,3 +557,77 @@ async fn tampered_replayed_unknown_and_revoked_senders_are_refused_and_penalised
     assert_eq!(node_b.roster().borrow().epoch, 2);
     node_b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_written_node_directory_loads_validates_and_starts() {
+    use lienthong_node::config::{Config, Overrides};
+    let fed = Fed::new(5, &[("province", false, &["000.00.00.H41"])]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let files = fed
+        .fed
+        .write_node(0, dir.path(), free_port(), &mut rng)
+        .unwrap();
+    assert_eq!(files.tokens.len(), 1);
+
+    // Keys are private to the operator.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("keys/transport.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // A bad override is named with the expected form.
+    let err = Config::load(
+        &files.config,
+        Overrides {
+            api_listen: Some("localhost".into()),
+            ..Overrides::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("api.listen") && err.contains("127.0.0.1:8080"),
+        "{err}"
+    );
+    let err = Config::load(
+        &files.config,
+        Overrides {
+            listen: Some(vec!["tcp/4001".into()]),
+            ..Overrides::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("network.listen[0]"), "{err}");
+
+    // The written configuration starts the node, with the roster's peer id and tenant.
+    let config = Config::load(&files.config, Overrides::default()).unwrap();
+    assert_eq!(config.tokens.len(), 1);
+    let node = Node::start(config.setup).await.unwrap();
+    assert_eq!(node.peer_id(), fed.fed.nodes[0].peer_id);
+    assert_eq!(node.tenants()[0].id, agency("000.00.00.H41"));
+    node.shutdown().await;
+
+    // Another node's transport key does not host this tenant: refused with the reason.
+    let other = Fed::new(6, &[("province", false, &["000.00.00.H41"])]);
+    let other_dir = tempfile::tempdir().unwrap();
+    other
+        .fed
+        .write_node(0, other_dir.path(), free_port(), &mut rng)
+        .unwrap();
+    std::fs::copy(
+        other_dir.path().join("keys/transport.key"),
+        dir.path().join("keys/other-transport.key"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&files.config)
+        .unwrap()
+        .replace("keys/transport.key", "keys/other-transport.key");
+    std::fs::write(&files.config, text).unwrap();
+    let config = Config::load(&files.config, Overrides::default()).unwrap();
+    let err = Node::start(config.setup).await.unwrap_err().to_string();
+    assert!(err.contains("is hosted on node"), "{err}");
+}
