@@ -1,6 +1,8 @@
 //! `lienthong-node`: the agency node. The binary `lienthong` (daemon and CLI) is built on
 //! this library.
 //!
+//! - [`api`]: the DMS-facing HTTP API (axum): send, inbox, documents, statuses, trace,
+//!   agencies, health, metrics, OpenAPI; bearer tokens per tenant; RFC 9457 problems.
 //! - [`config`]: the node configuration file, overrides and validation.
 //! - [`driver`]: runs the sans-I/O relay core on its own thread against the store and the
 //!   network.
@@ -15,6 +17,7 @@
 //!   [`Column`](lienthong_protocol::relay::store::Column) plus the payload chunks, written by
 //!   one writer thread with group commit (many batches, one fsync).
 
+pub mod api;
 pub mod config;
 pub mod driver;
 pub mod federation;

@@ -73,36 +73,18 @@ impl SendPath {
             .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
     }
 
-    /// Sends an edXML-aligned document; resolves with its content id once durable.
-    pub async fn send_document(
+    /// Seals `plaintext` from `from` for `to` (active agencies of the roster): inline when it
+    /// fits in one small chunk, otherwise stored durably as chunks and a manifest (the
+    /// manifest last) before this returns. For statuses' sealed details too.
+    pub async fn seal(
         &self,
         from: &AgencyId,
-        kind: Kind,
-        routing: Routing,
-        document: &Document,
-    ) -> Result<ContentId, SendError> {
-        let to: Vec<AgencyId> = document
-            .header
-            .to
-            .iter()
-            .map(|o| o.organ_id.clone())
-            .collect();
-        self.send_bytes(from, kind, to, routing, &document.to_bytes()?)
-            .await
-    }
-
-    /// Seals `plaintext` for `to` and submits it.
-    pub async fn send_bytes(
-        &self,
-        from: &AgencyId,
-        kind: Kind,
-        to: Vec<AgencyId>,
-        routing: Routing,
+        to: &[AgencyId],
         plaintext: &[u8],
-    ) -> Result<ContentId, SendError> {
+    ) -> Result<Content, SendError> {
         let roster = self.roster();
         let mut recipients = Vec::with_capacity(to.len());
-        for r in &to {
+        for r in to {
             let entry = roster
                 .active_agency(r)
                 .map_err(|_| SendError::UnknownRecipient(r.clone()))?;
@@ -154,6 +136,37 @@ impl SendPath {
                 }
             }
         };
+        Ok(content)
+    }
+
+    /// Sends an edXML-aligned document; resolves with its content id once durable.
+    pub async fn send_document(
+        &self,
+        from: &AgencyId,
+        kind: Kind,
+        routing: Routing,
+        document: &Document,
+    ) -> Result<ContentId, SendError> {
+        let to: Vec<AgencyId> = document
+            .header
+            .to
+            .iter()
+            .map(|o| o.organ_id.clone())
+            .collect();
+        self.send_bytes(from, kind, to, routing, &document.to_bytes()?)
+            .await
+    }
+
+    /// Seals `plaintext` for `to` and submits it.
+    pub async fn send_bytes(
+        &self,
+        from: &AgencyId,
+        kind: Kind,
+        to: Vec<AgencyId>,
+        routing: Routing,
+        plaintext: &[u8],
+    ) -> Result<ContentId, SendError> {
+        let content = self.seal(from, &to, plaintext).await?;
         let submission = Submission {
             request: 0,
             from: from.clone(),

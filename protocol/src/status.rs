@@ -306,6 +306,89 @@ impl StatusChain {
     }
 }
 
+/// Longest reason or assignee in a [`StatusDetail`], in bytes.
+pub const MAX_DETAIL_TEXT: usize = 2048;
+
+/// The detail of a status: the plaintext of a status envelope's sealed inline payload
+/// (deterministic CBOR), readable only by the other party. Codes and references stay in the
+/// clear routing fields; reasons and assignees are sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusDetail {
+    /// Why (02 rejected, 13 recall or update requested, 16 refused; optional otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// To whom (04 assigned only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+}
+
+/// Why a status detail was refused; `field` names the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DetailError {
+    #[error("status detail field `{field}`: {problem}")]
+    Field {
+        field: &'static str,
+        problem: String,
+    },
+    #[error(transparent)]
+    Encoding(#[from] crate::cbor::CborError),
+}
+
+impl StatusDetail {
+    /// Whether there is nothing to seal.
+    pub fn is_empty(&self) -> bool {
+        self.reason.is_none() && self.assignee.is_none()
+    }
+
+    /// Checks the detail against the code it goes with: 02, 13 and 16 need a reason, 04 an
+    /// assignee, only 04 may name one, and each text is 1 to [`MAX_DETAIL_TEXT`] bytes.
+    pub fn validate(&self, code: StatusCode) -> Result<(), DetailError> {
+        let bad = |field, problem: &str| {
+            Err(DetailError::Field {
+                field,
+                problem: problem.to_owned(),
+            })
+        };
+        for (field, text) in [("reason", &self.reason), ("assignee", &self.assignee)] {
+            if let Some(text) = text
+                && (text.trim().is_empty() || text.len() > MAX_DETAIL_TEXT)
+            {
+                return Err(DetailError::Field {
+                    field,
+                    problem: format!("must be 1 to {MAX_DETAIL_TEXT} bytes of text"),
+                });
+            }
+        }
+        match code {
+            StatusCode::Assigned if self.assignee.is_none() => {
+                bad("assignee", "status 04 names the assignee")
+            }
+            StatusCode::Assigned => Ok(()),
+            _ if self.assignee.is_some() => bad("assignee", "only status 04 names an assignee"),
+            StatusCode::Rejected | StatusCode::RecallRequested | StatusCode::RecallRefused
+                if self.reason.is_none() =>
+            {
+                bad("reason", "statuses 02, 13 and 16 give a reason")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The plaintext to seal: deterministic CBOR.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, DetailError> {
+        Ok(crate::cbor::to_canonical(self)?)
+    }
+
+    /// Decodes an opened status payload.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DetailError> {
+        Ok(crate::cbor::from_canonical(
+            bytes,
+            2 * MAX_DETAIL_TEXT + 64,
+        )?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -410,6 +493,31 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn details_fit_their_codes_and_round_trip() {
+        let reason = StatusDetail {
+            reason: Some("sai thể thức".into()),
+            assignee: None,
+        };
+        assert!(reason.validate(Rejected).is_ok());
+        assert!(StatusDetail::default().validate(Rejected).is_err());
+        assert!(StatusDetail::default().validate(Accepted).is_ok());
+        assert!(reason.validate(Assigned).is_err());
+        let assignee = StatusDetail {
+            reason: None,
+            assignee: Some("Nguyễn Văn A".into()),
+        };
+        assert!(assignee.validate(Assigned).is_ok());
+        assert!(assignee.validate(Processing).is_err());
+        let long = StatusDetail {
+            reason: Some("x".repeat(MAX_DETAIL_TEXT + 1)),
+            assignee: None,
+        };
+        assert!(long.validate(RecallRequested).is_err());
+        let bytes = reason.to_bytes().unwrap();
+        assert_eq!(StatusDetail::from_bytes(&bytes).unwrap(), reason);
     }
 
     #[test]

@@ -450,6 +450,36 @@ impl Store {
         Ok(rows)
     }
 
+    /// At most `limit` rows whose key starts with `prefix`, from key `start` on (inclusive;
+    /// `start` should itself start with `prefix`), in key order: a bounded page of a range,
+    /// e.g. a tenant's inbox after a cursor. Blocking.
+    pub fn scan_range(
+        &self,
+        family: impl Into<Family>,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Row>, StoreError> {
+        let family = family.into();
+        let from = if start < prefix { prefix } else { start };
+        let iter = self.inner.db.iterator_cf(
+            self.handle(family)?,
+            IteratorMode::From(from, Direction::Forward),
+        );
+        let mut rows = Vec::with_capacity(limit.min(1024));
+        for item in iter {
+            if rows.len() >= limit {
+                break;
+            }
+            let (key, value) = item.map_err(|source| self.read_error(family, "scan", source))?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            rows.push((key.into_vec(), value.into_vec()));
+        }
+        Ok(rows)
+    }
+
     /// Every row the relay needs to restart ([`Relay::RECOVERY_COLUMNS`], column by column,
     /// keys in order), streamed; the relay reads other columns on demand. Blocking; call it
     /// before the driver starts writing. Bypasses the block cache (a one-off scan).

@@ -1,0 +1,907 @@
+//! Documents: send (and update, replace, revoke, which are sends that act on an earlier
+//! document), open a received document, its header and attachments, post a status, recall,
+//! trace.
+//!
+//! # Idempotency
+//!
+//! A send is identified by its `Idempotency-Key` header or, without one, by the DMS's own
+//! DocumentId, per sending tenant. The first send's content id is recorded durably (column
+//! `meta`, key `api/idempotency ‖ 0 ‖ tenant ‖ 0 ‖ k:|d: ‖ key`, value content id ‖
+//! SHA-256 of the request) right after the envelope is durable and before the answer, so a
+//! retry gets the same content id (`duplicate: true`) instead of a second document; the same
+//! key with a different request is a 409. Two requests with one key at the same time: the
+//! second gets 409 until the first has answered. A crash after the envelope is durable and
+//! before the record is written (one fsync apart) can still let a retry send again.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use lienthong_protocol::agency::AgencyId;
+use lienthong_protocol::content_id::ContentId;
+use lienthong_protocol::envelope::{Kind, Routing};
+use lienthong_protocol::relay::StatusPost;
+use lienthong_protocol::relay::records::{self, StatusRecord, id_agency_key};
+use lienthong_protocol::relay::store::Column;
+use lienthong_protocol::relay::{Content, RelayError};
+use lienthong_protocol::status::{DetailError, Stage, StatusCode as Code, StatusDetail};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use utoipa::IntoParams;
+
+use super::ApiState;
+use super::auth::Caller;
+use super::dto::{
+    AttachmentInfo, BusinessJson, DocumentResponse, HeaderJson, RecallRequest, RecipientTrace,
+    SendRequest, SendResponse, StatusRequest, StatusResponse, TraceEntry, TraceResponse, rfc3339,
+};
+use super::extract::{JsonBody, PathParams, QueryParams};
+use super::open::Party;
+use super::problem::Problem;
+use crate::store::WriteOp;
+
+/// Longest idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+const IDEMPOTENCY_PREFIX: &[u8] = b"api/idempotency\0";
+
+/// `?tenant=`: the agency a request acts for (optional when the token acts for one).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TenantQuery {
+    /// The agency this request acts for; required when the token acts for several.
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IdPath {
+    pub id: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AttachmentPath {
+    pub id: String,
+    pub n: String,
+}
+
+fn content_id(id: &str) -> Result<ContentId, Problem> {
+    ContentId::parse(id).map_err(|e| Problem::bad_request(format!("{id:?}: {e}")).field("id"))
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Document => "document",
+        Kind::Status => "status",
+        Kind::Revoke => "revoke",
+        Kind::Update => "update",
+        Kind::Replace => "replace",
+        Kind::Roster => "roster",
+    }
+}
+
+pub(crate) fn kind_str(kind: Kind) -> String {
+    kind_name(kind).to_owned()
+}
+
+/// Removes an idempotency key from the in-progress set when the request ends, however it
+/// ends.
+struct Sending<'a> {
+    state: &'a ApiState,
+    key: Vec<u8>,
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        self.state
+            .inner
+            .sending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
+}
+
+fn idempotency_key(
+    headers: &HeaderMap,
+    tenant: &AgencyId,
+    document_id: &str,
+) -> Result<Vec<u8>, Problem> {
+    let mut key = IDEMPOTENCY_PREFIX.to_vec();
+    key.extend_from_slice(tenant.as_str().as_bytes());
+    key.push(0);
+    match headers.get("idempotency-key") {
+        Some(value) => {
+            let bytes = value.as_bytes();
+            if bytes.is_empty()
+                || bytes.len() > MAX_IDEMPOTENCY_KEY
+                || !bytes.iter().all(|b| b.is_ascii_graphic())
+            {
+                return Err(Problem::bad_request(format!(
+                    "1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+                ))
+                .field("idempotency-key"));
+            }
+            key.extend_from_slice(b"k:");
+            key.extend_from_slice(bytes);
+        }
+        None => {
+            key.extend_from_slice(b"d:");
+            key.extend_from_slice(document_id.as_bytes());
+        }
+    }
+    Ok(key)
+}
+
+/// Validates, seals and submits a document of `kind` (acting on `refers_to` for revoke,
+/// update and replace); answers once it is durable.
+async fn send(
+    state: ApiState,
+    caller: Caller,
+    headers: HeaderMap,
+    mut request: SendRequest,
+    kind: Kind,
+    refers_to: Option<ContentId>,
+) -> Result<(StatusCode, Json<SendResponse>), Problem> {
+    let started = std::time::Instant::now();
+    let from = request.header.from.organ_id.clone();
+    caller
+        .may_act_for(&from)
+        .map_err(|p| p.field("header.from.organ_id"))?;
+    if !state.hosts(&from) {
+        return Err(
+            Problem::forbidden(format!("agency {from} is not hosted on this node"))
+                .field("header.from.organ_id"),
+        );
+    }
+    let business = match kind {
+        Kind::Revoke => BusinessJson::Revoke,
+        Kind::Update => BusinessJson::Update,
+        Kind::Replace => BusinessJson::Replace,
+        _ => BusinessJson::New,
+    };
+    if request.header.business != BusinessJson::New && request.header.business != business {
+        return Err(Problem::invalid(
+            "header.business",
+            "use /v1/documents/{id}/revoke, /update or /replace to act on an earlier document",
+        ));
+    }
+    request.header.business = business;
+    let document = request.into_document()?;
+    let roster = state.roster();
+    let mut to = Vec::with_capacity(document.header.to.len());
+    for (i, org) in document.header.to.iter().enumerate() {
+        let field = || format!("header.to[{i}].organ_id");
+        if org.organ_id == from {
+            return Err(Problem::invalid(field(), "an agency cannot send to itself"));
+        }
+        roster
+            .active_agency(&org.organ_id)
+            .map_err(|e| Problem::invalid(field(), e.to_string()))?;
+        to.push(org.organ_id.clone());
+    }
+    let plaintext = document
+        .to_bytes()
+        .map_err(|e| Problem::invalid("header", e.to_string()))?;
+    let fingerprint: [u8; 32] = Sha256::new()
+        .chain_update(kind_name(kind))
+        .chain_update(refers_to.map(|r| r.0).unwrap_or_default())
+        .chain_update(&plaintext)
+        .finalize()
+        .into();
+    let key = idempotency_key(&headers, &from, &document.header.document_id)?;
+    let key_field = if headers.contains_key("idempotency-key") {
+        "idempotency-key"
+    } else {
+        "header.document_id"
+    };
+    if !state
+        .inner
+        .sending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key.clone())
+    {
+        return Err(
+            Problem::conflict("a request with this idempotency key is in progress")
+                .field(key_field),
+        );
+    }
+    let _sending = Sending {
+        state: &state,
+        key: key.clone(),
+    };
+    let lookup = key.clone();
+    let earlier = state
+        .blocking(move |s| Ok(s.inner.store.get(Column::Meta, &lookup)?))
+        .await?;
+    if let Some(record) = earlier {
+        let (id, earlier_fingerprint) = record
+            .split_at_checked(32)
+            .ok_or_else(|| Problem::internal("corrupt idempotency record"))?;
+        let id = ContentId(id.try_into().map_err(Problem::internal)?);
+        if earlier_fingerprint != fingerprint {
+            return Err(Problem::conflict(format!(
+                "this key was used for a different request, sent as {id}"
+            ))
+            .field(key_field));
+        }
+        tracing::info!(tenant = %from, %id, "retried send answered with the earlier id");
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(SendResponse {
+                id: id.to_string(),
+                duplicate: true,
+            }),
+        ));
+    }
+    let routing = Routing {
+        doc_type: Some(document.header.document_type.clone()),
+        priority: document.header.priority,
+        due: document.header.due_date.clone(),
+        refers_to,
+        status: None,
+    };
+    let id = state
+        .inner
+        .send
+        .send_bytes(&from, kind, to, routing, &plaintext)
+        .await?;
+    let mut value = id.as_bytes().to_vec();
+    value.extend_from_slice(&fingerprint);
+    if let Err(e) = state
+        .inner
+        .store
+        .write(vec![WriteOp::Put {
+            family: Column::Meta,
+            key,
+            value,
+        }])
+        .await
+    {
+        // The document is durable and will be delivered: answer with its id anyway.
+        tracing::error!(tenant = %from, %id, error = %e, "idempotency record not written");
+    }
+    state
+        .inner
+        .metrics
+        .send_acknowledged(started.elapsed().as_secs_f64());
+    tracing::info!(tenant = %from, %id, kind = kind_name(kind), "document sent");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(SendResponse {
+            id: id.to_string(),
+            duplicate: false,
+        }),
+    ))
+}
+
+/// Send a document.
+///
+/// The sender is `header.from.organ_id`, a tenant the token acts for. Answers 202 once the
+/// signed, sealed envelope is durable in this node's outbox; delivery follows. A retry with
+/// the same `Idempotency-Key` (or, without one, the same `header.document_id`) answers the
+/// first content id with `duplicate: true`. edXML (`application/xml`) bodies are answered
+/// 415 until the edXML import lands.
+#[utoipa::path(
+    post,
+    path = "/v1/documents",
+    tag = "documents",
+    request_body(content = SendRequest, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Client key making retries safe (1–255 visible ASCII characters)")),
+    responses(
+        (status = 202, description = "Durable in the outbox", body = SendResponse),
+        (status = 400, description = "Malformed JSON or header", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token does not act for the sender", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency key in use or reused", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The node cannot accept it now", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn send_document(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<SendRequest>,
+) -> Result<(StatusCode, Json<SendResponse>), Problem> {
+    send(state, caller, headers, request, Kind::Document, None).await
+}
+
+async fn act_on(
+    state: ApiState,
+    caller: Caller,
+    headers: HeaderMap,
+    id: &str,
+    request: SendRequest,
+    kind: Kind,
+) -> Result<(StatusCode, Json<SendResponse>), Problem> {
+    let earlier = content_id(id)?;
+    let from = request.header.from.organ_id.clone();
+    caller
+        .may_act_for(&from)
+        .map_err(|p| p.field("header.from.organ_id"))?;
+    let tenant = from.clone();
+    let (_, party) = state
+        .blocking(move |s| s.document_envelope(&earlier, &tenant))
+        .await?;
+    if party != Party::Sender {
+        return Err(Problem::forbidden(format!(
+            "only the sender of {earlier} may revoke, update or replace it"
+        )));
+    }
+    send(state, caller, headers, request, kind, Some(earlier)).await
+}
+
+/// Update an earlier document.
+///
+/// Sends a new document (business type 2, update) that names the earlier one: by content id
+/// in the path (the envelope's reference), by DocumentId in `header.business_ref`. Only the
+/// earlier document's sender may do this. Answers as `POST /v1/documents`.
+#[utoipa::path(
+    post,
+    path = "/v1/documents/{id}/update",
+    tag = "documents",
+    request_body(content = SendRequest, content_type = "application/json"),
+    params(("id" = String, Path, description = "Content id of the earlier document"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Client key making retries safe")),
+    responses(
+        (status = 202, description = "Durable in the outbox", body = SendResponse),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the earlier document's sender", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency key in use or reused", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The node cannot accept it now", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_document(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathParams(path): PathParams<IdPath>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<SendRequest>,
+) -> Result<(StatusCode, Json<SendResponse>), Problem> {
+    act_on(state, caller, headers, &path.id, request, Kind::Update).await
+}
+
+/// Replace an earlier document.
+///
+/// As `/update`, with business type 3 (replace).
+#[utoipa::path(
+    post,
+    path = "/v1/documents/{id}/replace",
+    tag = "documents",
+    request_body(content = SendRequest, content_type = "application/json"),
+    params(("id" = String, Path, description = "Content id of the earlier document"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Client key making retries safe")),
+    responses(
+        (status = 202, description = "Durable in the outbox", body = SendResponse),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the earlier document's sender", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency key in use or reused", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The node cannot accept it now", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn replace_document(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathParams(path): PathParams<IdPath>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<SendRequest>,
+) -> Result<(StatusCode, Json<SendResponse>), Problem> {
+    act_on(state, caller, headers, &path.id, request, Kind::Replace).await
+}
+
+/// Revoke an earlier document.
+///
+/// As `/update`, with business type 1 (revoke): a new document that annuls the earlier one.
+#[utoipa::path(
+    post,
+    path = "/v1/documents/{id}/revoke",
+    tag = "documents",
+    request_body(content = SendRequest, content_type = "application/json"),
+    params(("id" = String, Path, description = "Content id of the earlier document"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Client key making retries safe")),
+    responses(
+        (status = 202, description = "Durable in the outbox", body = SendResponse),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the earlier document's sender", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency key in use or reused", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The node cannot accept it now", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn revoke_document(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathParams(path): PathParams<IdPath>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<SendRequest>,
+) -> Result<(StatusCode, Json<SendResponse>), Problem> {
+    act_on(state, caller, headers, &path.id, request, Kind::Revoke).await
+}
+
+fn document_response(
+    env: &lienthong_protocol::envelope::SignedEnvelope,
+    document: lienthong_protocol::document::Document,
+) -> DocumentResponse {
+    let body = env.body();
+    DocumentResponse {
+        id: env.id().to_string(),
+        kind: kind_str(body.kind),
+        from: body.from.clone(),
+        to: body.to.clone(),
+        created: rfc3339(body.created_ms),
+        created_ms: body.created_ms,
+        refers_to: body.routing.refers_to.map(|r| r.to_string()),
+        attachments: document
+            .attachments
+            .iter()
+            .enumerate()
+            .map(|(index, a)| AttachmentInfo {
+                index,
+                name: a.name.clone(),
+                content_type: a.mime.clone(),
+                description: a.description.clone(),
+                size: a.data.len() as u64,
+            })
+            .collect(),
+        header: HeaderJson::from(document.header),
+    }
+}
+
+/// Open a received document.
+///
+/// The document as the caller's tenant (a recipient) received it: envelope facts, header and
+/// the attachments' descriptions (their bytes are at `…/attachments/{n}`). The sender gets 403:
+/// the payload is sealed for the recipients only.
+#[utoipa::path(
+    get,
+    path = "/v1/documents/{id}",
+    tag = "documents",
+    params(("id" = String, Path, description = "Content id"), TenantQuery),
+    responses(
+        (status = 200, description = "The opened document", body = DocumentResponse),
+        (status = 400, description = "Malformed id or tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not for this token, or sealed for others", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such document for this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Payload still being fetched", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_document(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathParams(path): PathParams<IdPath>,
+    QueryParams(query): QueryParams<TenantQuery>,
+) -> Result<Json<DocumentResponse>, Problem> {
+    let tenant = caller.tenant(query.tenant.as_deref())?;
+    let id = content_id(&path.id)?;
+    let (env, document) = state
+        .blocking(move |s| s.open_document(&id, &tenant))
+        .await?;
+    Ok(Json(document_response(&env, document)))
+}
+
+/// A received document's header.
+///
+/// The edXML header fields only (no attachment list).
+#[utoipa::path(
+    get,
+    path = "/v1/documents/{id}/header",
+    tag = "documents",
+    params(("id" = String, Path, description = "Content id"), TenantQuery),
+    responses(
+        (status = 200, description = "The header", body = HeaderJson),
+        (status = 400, description = "Malformed id or tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not for this token, or sealed for others", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such document for this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Payload still being fetched", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_header(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathParams(path): PathParams<IdPath>,
+    QueryParams(query): QueryParams<TenantQuery>,
+) -> Result<Json<HeaderJson>, Problem> {
+    let tenant = caller.tenant(query.tenant.as_deref())?;
+    let id = content_id(&path.id)?;
+    let (_, document) = state
+        .blocking(move |s| s.open_document(&id, &tenant))
+        .await?;
+    Ok(Json(HeaderJson::from(document.header)))
+}
+
+/// One attachment's bytes.
+///
+/// With its `Content-Type`, `Content-Length` and a `Content-Disposition` naming the file.
+#[utoipa::path(
+    get,
+    path = "/v1/documents/{id}/attachments/{n}",
+    tag = "documents",
+    params(("id" = String, Path, description = "Content id"),
+        ("n" = usize, Path, description = "Attachment index, from 0"), TenantQuery),
+    responses(
+        (status = 200, description = "The attachment", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, description = "Malformed id, index or tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not for this token, or sealed for others", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such document or attachment", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Payload still being fetched", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_attachment(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathParams(path): PathParams<AttachmentPath>,
+    QueryParams(query): QueryParams<TenantQuery>,
+) -> Result<Response, Problem> {
+    let tenant = caller.tenant(query.tenant.as_deref())?;
+    let id = content_id(&path.id)?;
+    let n: usize = path.n.parse().map_err(|_| {
+        Problem::bad_request(format!("{:?} is not an attachment index", path.n)).field("n")
+    })?;
+    let attachment = state
+        .blocking(move |s| {
+            let (_, document) = s.open_document(&id, &tenant)?;
+            let count = document.attachments.len();
+            document.attachments.into_iter().nth(n).ok_or_else(|| {
+                Problem::not_found(format!("document {id} has {count} attachment(s)")).field("n")
+            })
+        })
+        .await?;
+    let content_type = HeaderValue::from_str(&attachment.mime)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let disposition = HeaderValue::from_str(&format!(
+        "attachment; filename*=UTF-8''{}",
+        percent_encode(&attachment.name)
+    ))
+    .unwrap_or(HeaderValue::from_static("attachment"));
+    let len = attachment.data.len();
+    let mut response = Body::from(attachment.data).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(header::CONTENT_DISPOSITION, disposition);
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(response)
+}
+
+/// RFC 5987 percent-encoding of a file name.
+fn percent_encode(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn detail_problem(e: DetailError) -> Problem {
+    match e {
+        DetailError::Field { field, problem } => Problem::invalid(field, problem),
+        e => Problem::invalid("reason", e.to_string()),
+    }
+}
+
+/// Seals a status detail for `to` (nothing when empty).
+async fn seal_detail(
+    state: &ApiState,
+    tenant: &AgencyId,
+    to: &[AgencyId],
+    detail: &StatusDetail,
+) -> Result<Content, Problem> {
+    if detail.is_empty() {
+        return Ok(Content::None);
+    }
+    let bytes = detail.to_bytes().map_err(detail_problem)?;
+    Ok(state.inner.send.seal(tenant, to, &bytes).await?)
+}
+
+/// Post a processing status.
+///
+/// A recipient moves the document forward: 02 rejected (with `reason`), 03 accepted, 04
+/// assigned (with `assignee`), 05 processing, 06 completed; or answers the sender's recall
+/// or update request (13) with 15 agreed or 16 refused (with `reason`). The node sent 01
+/// itself on arrival. Transitions are checked: one that may not follow the current status is
+/// a 409 saying why. Reasons and assignees travel sealed for the sender.
+#[utoipa::path(
+    post,
+    path = "/v1/documents/{id}/status",
+    tag = "documents",
+    request_body(content = StatusRequest, content_type = "application/json"),
+    params(("id" = String, Path, description = "Content id of the received document"), TenantQuery),
+    responses(
+        (status = 202, description = "Durable, on its way to the sender", body = StatusResponse),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a recipient of this document", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such document for this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The status may not follow the current one", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown code, missing reason or assignee", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The node cannot accept it now", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn post_status(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathParams(path): PathParams<IdPath>,
+    QueryParams(query): QueryParams<TenantQuery>,
+    JsonBody(request): JsonBody<StatusRequest>,
+) -> Result<(StatusCode, Json<StatusResponse>), Problem> {
+    let tenant = caller.tenant(query.tenant.as_deref())?;
+    let id = content_id(&path.id)?;
+    let code = Code::parse(&request.code).map_err(|e| Problem::invalid("code", e.to_string()))?;
+    match code {
+        Code::Arrived => {
+            return Err(Problem::invalid(
+                "code",
+                "01 (arrived) is sent by the node itself when the document is stored",
+            ));
+        }
+        Code::RecallRequested => {
+            return Err(Problem::invalid(
+                "code",
+                "13 is the sender's request: use POST /v1/documents/{id}/recall",
+            ));
+        }
+        _ => {}
+    }
+    let detail = StatusDetail {
+        reason: request.reason,
+        assignee: request.assignee,
+    };
+    detail.validate(code).map_err(detail_problem)?;
+    let who = tenant.clone();
+    let (env, party) = state
+        .blocking(move |s| s.document_envelope(&id, &who))
+        .await?;
+    if party != Party::Recipient {
+        return Err(Problem::forbidden(format!(
+            "status {code} is posted by a recipient of {id}; its sender asks with /recall"
+        )));
+    }
+    let sender = env.body().from.clone();
+    let content = seal_detail(&state, &tenant, std::slice::from_ref(&sender), &detail).await?;
+    let status_id = state
+        .inner
+        .driver
+        .post_status(StatusPost {
+            request: 0,
+            tenant: tenant.clone(),
+            document: id,
+            code,
+            to: Vec::new(),
+            content,
+        })
+        .await?;
+    tracing::info!(%tenant, document = %id, status = %status_id, %code, "status posted");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(StatusResponse {
+            id: status_id.to_string(),
+            code: code.as_str().to_owned(),
+        }),
+    ))
+}
+
+/// Recall a sent document (or ask to change it).
+///
+/// The sender's status 13 with a reason, to every recipient or those named; each answers 15
+/// (agreed: the document is recalled) or 16 (refused). Refused (409) for a recipient that has
+/// already finished with the document or has a request pending.
+#[utoipa::path(
+    post,
+    path = "/v1/documents/{id}/recall",
+    tag = "documents",
+    request_body(content = RecallRequest, content_type = "application/json"),
+    params(("id" = String, Path, description = "Content id of the sent document"), TenantQuery),
+    responses(
+        (status = 202, description = "Durable, on its way to the recipients", body = StatusResponse),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the document's sender", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such document for this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A recipient cannot be asked now", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing reason, or not a recipient", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The node cannot accept it now", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn recall(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathParams(path): PathParams<IdPath>,
+    QueryParams(query): QueryParams<TenantQuery>,
+    JsonBody(request): JsonBody<RecallRequest>,
+) -> Result<(StatusCode, Json<StatusResponse>), Problem> {
+    let tenant = caller.tenant(query.tenant.as_deref())?;
+    let id = content_id(&path.id)?;
+    let detail = StatusDetail {
+        reason: Some(request.reason),
+        assignee: None,
+    };
+    detail
+        .validate(Code::RecallRequested)
+        .map_err(detail_problem)?;
+    let who = tenant.clone();
+    let (env, party) = state
+        .blocking(move |s| s.document_envelope(&id, &who))
+        .await?;
+    if party != Party::Sender {
+        return Err(Problem::forbidden(format!(
+            "only the sender of {id} may recall it"
+        )));
+    }
+    for (i, r) in request.recipients.iter().enumerate() {
+        if !env.body().to.contains(r) {
+            return Err(Problem::invalid(
+                format!("recipients[{i}]"),
+                format!("{r} is not a recipient of {id}"),
+            ));
+        }
+    }
+    let mut asked = if request.recipients.is_empty() {
+        env.body().to.clone()
+    } else {
+        request.recipients
+    };
+    asked.sort();
+    asked.dedup();
+    let content = seal_detail(&state, &tenant, &asked, &detail).await?;
+    let status_id = state
+        .inner
+        .driver
+        .post_status(StatusPost {
+            request: 0,
+            tenant: tenant.clone(),
+            document: id,
+            code: Code::RecallRequested,
+            to: asked,
+            content,
+        })
+        .await
+        .map_err(|e| match e {
+            crate::driver::DriverError::Refused(RelayError::Transition(t)) => {
+                Problem::conflict(t.to_string())
+            }
+            e => e.into(),
+        })?;
+    tracing::info!(%tenant, document = %id, status = %status_id, "recall requested");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(StatusResponse {
+            id: status_id.to_string(),
+            code: Code::RecallRequested.as_str().to_owned(),
+        }),
+    ))
+}
+
+fn stage_str(stage: Stage) -> String {
+    match stage {
+        Stage::Sent => "sent".to_owned(),
+        Stage::At(code) => code.as_str().to_owned(),
+        Stage::Recalled => "recalled".to_owned(),
+    }
+}
+
+/// Trace a document.
+///
+/// Each recipient's status chain with times: all recipients for the sender, the caller's own
+/// copy for a recipient. Reasons and assignees appear where the caller can open them (those
+/// sealed for it).
+#[utoipa::path(
+    get,
+    path = "/v1/documents/{id}/trace",
+    tag = "documents",
+    params(("id" = String, Path, description = "Content id"), TenantQuery),
+    responses(
+        (status = 200, description = "The status chains", body = TraceResponse),
+        (status = 400, description = "Malformed id or tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not for this token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such document for this tenant", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_trace(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathParams(path): PathParams<IdPath>,
+    QueryParams(query): QueryParams<TenantQuery>,
+) -> Result<Json<TraceResponse>, Problem> {
+    let tenant = caller.tenant(query.tenant.as_deref())?;
+    let id = content_id(&path.id)?;
+    let trace = state
+        .blocking(move |s| {
+            let (env, party) = s.document_envelope(&id, &tenant)?;
+            let rows = match party {
+                Party::Sender => s.inner.store.scan_range(
+                    Column::Statuses,
+                    id.as_bytes(),
+                    id.as_bytes(),
+                    lienthong_protocol::envelope::MAX_RECIPIENTS,
+                )?,
+                Party::Recipient => {
+                    let key = id_agency_key(&id, &tenant);
+                    s.inner
+                        .store
+                        .get(Column::Statuses, &key)?
+                        .map(|v| vec![(key, v)])
+                        .unwrap_or_default()
+                }
+            };
+            let mut recipients = Vec::with_capacity(rows.len());
+            for (key, value) in rows {
+                let Some((_, recipient)) = records::split_id_agency_key(&key) else {
+                    continue;
+                };
+                let record: StatusRecord =
+                    records::decode(Column::Statuses, &value).map_err(Problem::internal)?;
+                let history = record
+                    .history
+                    .iter()
+                    .map(|e| {
+                        let detail = e
+                            .code
+                            .needs_detail()
+                            .then(|| s.status_detail(&e.id, &tenant))
+                            .flatten()
+                            .unwrap_or_default();
+                        TraceEntry {
+                            code: e.code.as_str().to_owned(),
+                            description: e.code.describe().to_owned(),
+                            at: rfc3339(e.at_ms),
+                            at_ms: e.at_ms,
+                            status_id: e.id.to_string(),
+                            reason: detail.reason,
+                            assignee: detail.assignee,
+                        }
+                    })
+                    .collect();
+                recipients.push(RecipientTrace {
+                    recipient,
+                    stage: stage_str(record.chain.stage),
+                    request_pending: record.chain.request_pending,
+                    ended: record.ended,
+                    history,
+                });
+            }
+            let body = env.body();
+            Ok(TraceResponse {
+                id: id.to_string(),
+                sender: body.from.clone(),
+                sent: rfc3339(body.created_ms),
+                sent_ms: body.created_ms,
+                recipients,
+            })
+        })
+        .await?;
+    Ok(Json(trace))
+}

@@ -1,0 +1,140 @@
+//! Extractors whose every rejection is a [`Problem`]: a JSON body (media type checked,
+//! size checked from `Content-Length` before reading and never buffered past the limit,
+//! errors naming the offending field), path and query parameters.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::ApiState;
+use super::problem::Problem;
+
+/// A JSON body, deserialized with the path of the offending field on error.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+/// Reads a request body of at most `limit` bytes: refused from `Content-Length` before
+/// reading, and while reading as soon as it goes past the limit.
+pub async fn read_body(request: Request, limit: usize) -> Result<Bytes, Problem> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(Problem::too_large(limit));
+    }
+    axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|_| Problem::too_large(limit))
+}
+
+/// Checks that the request's media type is `application/json` (parameters allowed).
+pub fn require_json(request: &Request) -> Result<(), Problem> {
+    let media = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    match media.as_deref() {
+        Some("application/json") => Ok(()),
+        Some(other) => Err(Problem::unsupported_media_type(format!(
+            "expected `application/json`, got `{other}`"
+        ))),
+        None => Err(Problem::unsupported_media_type(
+            "expected `Content-Type: application/json`",
+        )),
+    }
+}
+
+/// Deserializes JSON, naming the offending field: 400 for broken syntax, 422 for a
+/// well-formed body whose shape or values are wrong.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => Problem::invalid(
+                if path == "." { "body".to_owned() } else { path },
+                inner.to_string(),
+            ),
+            _ => Problem::bad_request(format!("the body is not valid JSON: {inner}")).field("body"),
+        }
+    })?;
+    de.end()
+        .map_err(|e| Problem::bad_request(format!("trailing data after the JSON body: {e}")))?;
+    Ok(value)
+}
+
+impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &ApiState) -> Result<Self, Problem> {
+        require_json(&request)?;
+        let bytes = read_body(request, state.inner.config.max_body_bytes).await?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Query parameters; a bad or missing one is a 400 problem naming it.
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Problem> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded_de(query);
+        match de {
+            Ok(value) => Ok(QueryParams(value)),
+            Err((field, detail)) => Err(Problem::bad_request(detail).field(field)),
+        }
+    }
+}
+
+fn serde_urlencoded_de<T: DeserializeOwned>(query: &str) -> Result<T, (String, String)> {
+    // axum's own Query extractor, with its rejection's text kept as the detail.
+    let uri: axum::http::Uri = format!("/?{query}").parse().map_err(|_| {
+        (
+            "query".to_owned(),
+            "the query string is malformed".to_owned(),
+        )
+    })?;
+    axum::extract::Query::<T>::try_from_uri(&uri)
+        .map(|q| q.0)
+        .map_err(|e| {
+            let text = e.body_text();
+            let field = text
+                .split("field `")
+                .nth(1)
+                .and_then(|rest| rest.split('`').next())
+                .unwrap_or("query")
+                .to_owned();
+            (field, text)
+        })
+}
+
+/// Path parameters; a bad one is a 400 problem.
+#[derive(Debug)]
+pub struct PathParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParams<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| PathParams(p.0))
+            .map_err(|e| Problem::bad_request(e.body_text()).field("path"))
+    }
+}
