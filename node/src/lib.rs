@@ -3,6 +3,8 @@
 //!
 //! - [`api`]: the DMS-facing HTTP API (axum): send, inbox, documents, statuses, trace,
 //!   agencies, health, metrics, OpenAPI; bearer tokens per tenant; RFC 9457 problems.
+//! - [`cli`]: the CLI's client subcommands (send, inbox, show, status, trace, recall,
+//!   agencies) over the HTTP API.
 //! - [`driver`]: runs the sans-I/O relay core on its own thread against the store and the
 //!   network.
 //! - [`net`]: the thin libp2p layer (transports, allow-list, gossipsub, request-response
@@ -13,6 +15,7 @@
 //!   one writer thread with group commit (many batches, one fsync).
 
 pub mod api;
+pub mod cli;
 pub mod driver;
 pub mod net;
 pub mod send;

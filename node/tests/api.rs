@@ -1112,3 +1112,157 @@ async fn openapi_document_matches_the_routes() {
     }
     node.driver.shutdown().await;
 }
+
+/// Serves `node`'s router on a loopback port; returns its base URL.
+async fn serve(node: &Node) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = node.router.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_client_commands_against_a_served_node() {
+    use lienthong_node::cli::{ClientCommand, Outcome, execute};
+    let node = node();
+    let base = serve(&node).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |cmd: ClientCommand, token: &'static str| {
+        let base = base.clone();
+        async move {
+            let mut out = Vec::new();
+            let outcome = execute(cmd, &base, token, &mut out).await;
+            (outcome, String::from_utf8(out).unwrap())
+        }
+    };
+
+    let (outcome, out) = run(ClientCommand::Agencies { json: false }, "token-a").await;
+    assert_eq!(outcome, Outcome::Done);
+    assert!(
+        out.starts_with("ID") && out.contains(A) && out.contains("roster epoch 1"),
+        "{out}"
+    );
+
+    let file = dir.path().join("doc.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&document("Qua CLI", "H41,2026/11/23,1/CLI")).unwrap(),
+    )
+    .unwrap();
+    let send = ClientCommand::Send {
+        file: file.clone(),
+        idempotency_key: None,
+        json: true,
+    };
+    let (outcome, out) = run(send.clone(), "token-a").await;
+    assert_eq!(outcome, Outcome::Done, "{out}");
+    let id = serde_json::from_str::<Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, out) = run(send, "token-a").await;
+    assert!(out.contains("\"duplicate\": true"), "{out}");
+
+    node.wait_inbox("token-b", B, &id, "document").await;
+    let inbox = ClientCommand::Inbox {
+        tenant: None,
+        after: None,
+        limit: 10,
+        json: false,
+    };
+    let (outcome, out) = run(inbox, "token-b").await;
+    assert_eq!(outcome, Outcome::Done);
+    assert!(
+        out.starts_with("POS") && out.contains(&id) && out.contains("next: --after 0"),
+        "{out}"
+    );
+
+    let show = |attachment, output| ClientCommand::Show {
+        id: id.clone(),
+        tenant: None,
+        attachment,
+        output,
+        json: false,
+    };
+    let (outcome, out) = run(show(None, None), "token-b").await;
+    assert_eq!(outcome, Outcome::Done);
+    assert!(
+        out.contains("Qua CLI") && out.contains("quyet-dinh 123.pdf"),
+        "{out}"
+    );
+    let saved = dir.path().join("saved.pdf");
+    let (outcome, _) = run(show(Some(0), Some(saved.clone())), "token-b").await;
+    assert_eq!(outcome, Outcome::Done);
+    assert_eq!(std::fs::read(&saved).unwrap(), b"%PDF-1.7 signed bytes");
+
+    let status = |code: &str| ClientCommand::Status {
+        id: id.clone(),
+        code: code.into(),
+        reason: None,
+        assignee: None,
+        tenant: None,
+        json: false,
+    };
+    let (outcome, out) = run(status("03"), "token-b").await;
+    assert_eq!(outcome, Outcome::Done, "{out}");
+    assert!(out.starts_with("status 03 posted"), "{out}");
+    // Refused by the node: exit code 3.
+    assert_eq!(run(status("06x"), "token-b").await.0, Outcome::Refused);
+    assert_eq!(run(status("03"), "no-such-token").await.0, Outcome::Refused);
+    node.wait_trace(&id, &["01", "03"]).await;
+    let trace = ClientCommand::Trace {
+        id: id.clone(),
+        tenant: None,
+        json: false,
+    };
+    let (outcome, out) = run(trace, "token-a").await;
+    assert_eq!(outcome, Outcome::Done);
+    assert!(
+        out.contains("RECIPIENT") && out.contains("accepted"),
+        "{out}"
+    );
+    let recall = ClientCommand::Recall {
+        id: id.clone(),
+        reason: "Nhầm".into(),
+        recipients: vec![],
+        tenant: None,
+        json: false,
+    };
+    let (outcome, out) = run(recall, "token-a").await;
+    assert_eq!(outcome, Outcome::Done, "{out}");
+
+    // Usage error (exit 2) and unreachable node (exit 4).
+    let missing = ClientCommand::Send {
+        file: dir.path().join("missing.json"),
+        idempotency_key: None,
+        json: false,
+    };
+    assert_eq!(run(missing, "token-a").await.0, Outcome::Usage);
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let mut out = Vec::new();
+    let outcome = execute(
+        ClientCommand::Agencies { json: true },
+        &format!("http://{closed}"),
+        "token-a",
+        &mut out,
+    )
+    .await;
+    assert_eq!(outcome, Outcome::Unreachable);
+    assert_eq!(
+        [
+            Outcome::Done,
+            Outcome::Usage,
+            Outcome::Refused,
+            Outcome::Unreachable
+        ]
+        .map(Outcome::code),
+        [0, 2, 3, 4]
+    );
+    node.driver.shutdown().await;
+}
