@@ -1090,6 +1090,18 @@ async fn openapi_document_matches_the_routes() {
             });
         assert!(!unrouted, "{route} is documented but not routed: {status}");
     }
+    // The committed copy for DMS integrators (docs/openapi.json) is current; regenerate it
+    // with `LIENTHONG_UPDATE_GOLDEN=1 cargo test -p lienthong-node --test api openapi`.
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+    let current = format!("{}\n", serde_json::to_string_pretty(&doc).unwrap());
+    if std::env::var_os("LIENTHONG_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &current).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&golden).unwrap_or_default(),
+        current,
+        "docs/openapi.json is stale: regenerate it (see above)"
+    );
     // No route is added beside `routes!` (it would have no schema).
     for (name, source) in [
         ("mod.rs", include_str!("../src/api/mod.rs")),
