@@ -1278,3 +1278,37 @@ async fn cli_client_commands_against_a_served_node() {
     );
     node.driver.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_in_flight_limit_get_429() {
+    let node = node_with(ApiConfig {
+        max_in_flight: 1,
+        ..ApiConfig::default()
+    });
+    // A send whose body is still arriving holds the only slot.
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let slow = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/documents")
+        .header(header::AUTHORIZATION, "Bearer token-a")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(rx))
+        .unwrap();
+    let router = node.router.clone();
+    let first = tokio::spawn(async move { router.oneshot(slow).await.unwrap().status() });
+    futures::SinkExt::send(&mut tx, Ok(Bytes::from_static(b"{")))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = node.get("/v1/agencies", "token-a").await;
+    busy.problem(StatusCode::TOO_MANY_REQUESTS, None);
+    assert_eq!(busy.headers[header::RETRY_AFTER], "1");
+    // The slot frees when the first request ends (here: a truncated JSON body, 400).
+    drop(tx);
+    assert_eq!(first.await.unwrap(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        node.get("/v1/agencies", "token-a").await.status,
+        StatusCode::OK
+    );
+    node.driver.shutdown().await;
+}
