@@ -3,6 +3,8 @@
 //!
 //! - [`api`]: the DMS-facing HTTP API (axum): send, inbox, documents, statuses, trace,
 //!   agencies, health, metrics, OpenAPI; bearer tokens per tenant; RFC 9457 problems.
+//! - [`cli`]: the CLI's client subcommands (send, inbox, show, status, trace, recall,
+//!   agencies) over the HTTP API.
 //! - [`config`]: the node configuration file, overrides and validation.
 //! - [`driver`]: runs the sans-I/O relay core on its own thread against the store and the
 //!   network.
@@ -18,6 +20,7 @@
 //!   one writer thread with group commit (many batches, one fsync).
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod driver;
 pub mod federation;

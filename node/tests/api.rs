@@ -1090,6 +1090,18 @@ async fn openapi_document_matches_the_routes() {
             });
         assert!(!unrouted, "{route} is documented but not routed: {status}");
     }
+    // The committed copy for DMS integrators (docs/openapi.json) is current; regenerate it
+    // with `LIENTHONG_UPDATE_GOLDEN=1 cargo test -p lienthong-node --test api openapi`.
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+    let current = format!("{}\n", serde_json::to_string_pretty(&doc).unwrap());
+    if std::env::var_os("LIENTHONG_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &current).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&golden).unwrap_or_default(),
+        current,
+        "docs/openapi.json is stale: regenerate it (see above)"
+    );
     // No route is added beside `routes!` (it would have no schema).
     for (name, source) in [
         ("mod.rs", include_str!("../src/api/mod.rs")),
@@ -1110,5 +1122,193 @@ async fn openapi_document_matches_the_routes() {
             );
         }
     }
+    node.driver.shutdown().await;
+}
+
+/// Serves `node`'s router on a loopback port; returns its base URL.
+async fn serve(node: &Node) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = node.router.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_client_commands_against_a_served_node() {
+    use lienthong_node::cli::{ClientCommand, Outcome, execute};
+    let node = node();
+    let base = serve(&node).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |cmd: ClientCommand, token: &'static str| {
+        let base = base.clone();
+        async move {
+            let mut out = Vec::new();
+            let outcome = execute(cmd, &base, token, &mut out).await;
+            (outcome, String::from_utf8(out).unwrap())
+        }
+    };
+
+    let (outcome, out) = run(ClientCommand::Agencies { json: false }, "token-a").await;
+    assert_eq!(outcome, Outcome::Done);
+    assert!(
+        out.starts_with("ID") && out.contains(A) && out.contains("roster epoch 1"),
+        "{out}"
+    );
+
+    let file = dir.path().join("doc.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&document("Qua CLI", "H41,2026/11/23,1/CLI")).unwrap(),
+    )
+    .unwrap();
+    let send = ClientCommand::Send {
+        file: file.clone(),
+        idempotency_key: None,
+        json: true,
+    };
+    let (outcome, out) = run(send.clone(), "token-a").await;
+    assert_eq!(outcome, Outcome::Done, "{out}");
+    let id = serde_json::from_str::<Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, out) = run(send, "token-a").await;
+    assert!(out.contains("\"duplicate\": true"), "{out}");
+
+    node.wait_inbox("token-b", B, &id, "document").await;
+    let inbox = ClientCommand::Inbox {
+        tenant: None,
+        after: None,
+        limit: 10,
+        json: false,
+    };
+    let (outcome, out) = run(inbox, "token-b").await;
+    assert_eq!(outcome, Outcome::Done);
+    assert!(
+        out.starts_with("POS") && out.contains(&id) && out.contains("next: --after 0"),
+        "{out}"
+    );
+
+    let show = |attachment, output| ClientCommand::Show {
+        id: id.clone(),
+        tenant: None,
+        attachment,
+        output,
+        json: false,
+    };
+    let (outcome, out) = run(show(None, None), "token-b").await;
+    assert_eq!(outcome, Outcome::Done);
+    assert!(
+        out.contains("Qua CLI") && out.contains("quyet-dinh 123.pdf"),
+        "{out}"
+    );
+    let saved = dir.path().join("saved.pdf");
+    let (outcome, _) = run(show(Some(0), Some(saved.clone())), "token-b").await;
+    assert_eq!(outcome, Outcome::Done);
+    assert_eq!(std::fs::read(&saved).unwrap(), b"%PDF-1.7 signed bytes");
+
+    let status = |code: &str| ClientCommand::Status {
+        id: id.clone(),
+        code: code.into(),
+        reason: None,
+        assignee: None,
+        tenant: None,
+        json: false,
+    };
+    let (outcome, out) = run(status("03"), "token-b").await;
+    assert_eq!(outcome, Outcome::Done, "{out}");
+    assert!(out.starts_with("status 03 posted"), "{out}");
+    // Refused by the node: exit code 3.
+    assert_eq!(run(status("06x"), "token-b").await.0, Outcome::Refused);
+    assert_eq!(run(status("03"), "no-such-token").await.0, Outcome::Refused);
+    node.wait_trace(&id, &["01", "03"]).await;
+    let trace = ClientCommand::Trace {
+        id: id.clone(),
+        tenant: None,
+        json: false,
+    };
+    let (outcome, out) = run(trace, "token-a").await;
+    assert_eq!(outcome, Outcome::Done);
+    assert!(
+        out.contains("RECIPIENT") && out.contains("accepted"),
+        "{out}"
+    );
+    let recall = ClientCommand::Recall {
+        id: id.clone(),
+        reason: "Nhầm".into(),
+        recipients: vec![],
+        tenant: None,
+        json: false,
+    };
+    let (outcome, out) = run(recall, "token-a").await;
+    assert_eq!(outcome, Outcome::Done, "{out}");
+
+    // Usage error (exit 2) and unreachable node (exit 4).
+    let missing = ClientCommand::Send {
+        file: dir.path().join("missing.json"),
+        idempotency_key: None,
+        json: false,
+    };
+    assert_eq!(run(missing, "token-a").await.0, Outcome::Usage);
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let mut out = Vec::new();
+    let outcome = execute(
+        ClientCommand::Agencies { json: true },
+        &format!("http://{closed}"),
+        "token-a",
+        &mut out,
+    )
+    .await;
+    assert_eq!(outcome, Outcome::Unreachable);
+    assert_eq!(
+        [
+            Outcome::Done,
+            Outcome::Usage,
+            Outcome::Refused,
+            Outcome::Unreachable
+        ]
+        .map(Outcome::code),
+        [0, 2, 3, 4]
+    );
+    node.driver.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_in_flight_limit_get_429() {
+    let node = node_with(ApiConfig {
+        max_in_flight: 1,
+        ..ApiConfig::default()
+    });
+    // A send whose body is still arriving holds the only slot.
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let slow = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/documents")
+        .header(header::AUTHORIZATION, "Bearer token-a")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(rx))
+        .unwrap();
+    let router = node.router.clone();
+    let first = tokio::spawn(async move { router.oneshot(slow).await.unwrap().status() });
+    futures::SinkExt::send(&mut tx, Ok(Bytes::from_static(b"{")))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = node.get("/v1/agencies", "token-a").await;
+    busy.problem(StatusCode::TOO_MANY_REQUESTS, None);
+    assert_eq!(busy.headers[header::RETRY_AFTER], "1");
+    // The slot frees when the first request ends (here: a truncated JSON body, 400).
+    drop(tx);
+    assert_eq!(first.await.unwrap(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        node.get("/v1/agencies", "token-a").await.status,
+        StatusCode::OK
+    );
     node.driver.shutdown().await;
 }

@@ -166,28 +166,36 @@ async fn send(
         ));
     }
     request.header.business = business;
-    let document = request.into_document()?;
+    // Decoding base64, validating, encoding and hashing up to tens of MiB is CPU work: off
+    // the async workers.
     let roster = state.roster();
-    let mut to = Vec::with_capacity(document.header.to.len());
-    for (i, org) in document.header.to.iter().enumerate() {
-        let field = || format!("header.to[{i}].organ_id");
-        if org.organ_id == from {
-            return Err(Problem::invalid(field(), "an agency cannot send to itself"));
-        }
-        roster
-            .active_agency(&org.organ_id)
-            .map_err(|e| Problem::invalid(field(), e.to_string()))?;
-        to.push(org.organ_id.clone());
-    }
-    let plaintext = document
-        .to_bytes()
-        .map_err(|e| Problem::invalid("header", e.to_string()))?;
-    let fingerprint: [u8; 32] = Sha256::new()
-        .chain_update(kind_name(kind))
-        .chain_update(refers_to.map(|r| r.0).unwrap_or_default())
-        .chain_update(&plaintext)
-        .finalize()
-        .into();
+    let tenant = from.clone();
+    let (document, to, plaintext, fingerprint) = state
+        .blocking(move |_| {
+            let document = request.into_document()?;
+            let mut to = Vec::with_capacity(document.header.to.len());
+            for (i, org) in document.header.to.iter().enumerate() {
+                let field = || format!("header.to[{i}].organ_id");
+                if org.organ_id == tenant {
+                    return Err(Problem::invalid(field(), "an agency cannot send to itself"));
+                }
+                roster
+                    .active_agency(&org.organ_id)
+                    .map_err(|e| Problem::invalid(field(), e.to_string()))?;
+                to.push(org.organ_id.clone());
+            }
+            let plaintext = document
+                .to_bytes()
+                .map_err(|e| Problem::invalid("header", e.to_string()))?;
+            let fingerprint: [u8; 32] = Sha256::new()
+                .chain_update(kind_name(kind))
+                .chain_update(refers_to.map(|r| r.0).unwrap_or_default())
+                .chain_update(&plaintext)
+                .finalize()
+                .into();
+            Ok((document, to, plaintext, fingerprint))
+        })
+        .await?;
     let key = idempotency_key(&headers, &from, &document.header.document_id)?;
     let key_field = if headers.contains_key("idempotency-key") {
         "idempotency-key"
