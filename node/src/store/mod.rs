@@ -434,6 +434,17 @@ impl Store {
         family: impl Into<Family>,
         prefix: &[u8],
     ) -> Result<Vec<Row>, StoreError> {
+        self.scan_prefix_limit(family, prefix, usize::MAX)
+    }
+
+    /// At most `limit` rows whose key starts with `prefix`, in key order: a page of a large
+    /// family (e.g. a ledger queue). Blocking.
+    pub fn scan_prefix_limit(
+        &self,
+        family: impl Into<Family>,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Row>, StoreError> {
         let family = family.into();
         let iter = self.inner.db.iterator_cf(
             self.handle(family)?,
@@ -442,7 +453,7 @@ impl Store {
         let mut rows = Vec::new();
         for item in iter {
             let (key, value) = item.map_err(|source| self.read_error(family, "scan", source))?;
-            if !key.starts_with(prefix) {
+            if !key.starts_with(prefix) || rows.len() >= limit {
                 break;
             }
             rows.push((key.into_vec(), value.into_vec()));
