@@ -223,3 +223,106 @@ impl Book {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use lienthong_protocol::rfc6962::MemoryTree;
+    use lienthong_protocol::signed_note::Ed25519Signer;
+
+    use super::*;
+
+    const ORIGIN: &str = "test/c0";
+
+    fn signer() -> Ed25519Signer {
+        Ed25519Signer::new(ORIGIN, ed25519_dalek::SigningKey::from_bytes(&[7; 32])).unwrap()
+    }
+
+    fn log() -> LogInfo {
+        LogInfo {
+            name: "c0".into(),
+            origin: ORIGIN.into(),
+            url: "http://127.0.0.1:1".into(),
+            verifier: signer().verifier(),
+        }
+    }
+
+    fn signed(size: u64, root: Hash) -> SignedCheckpoint {
+        lienthong_protocol::tlog_checkpoint::Checkpoint::new(ORIGIN, size, root)
+            .unwrap()
+            .sign(&signer())
+            .unwrap()
+    }
+
+    fn tree(n: u64) -> MemoryTree {
+        let mut t = MemoryTree::new();
+        for i in 0..n {
+            t.push_entry(&i.to_be_bytes());
+        }
+        t
+    }
+
+    /// Observes `cp` with consistency proofs taken from `honest`.
+    async fn observe(book: &Book, cp: SignedCheckpoint, honest: &MemoryTree) -> Observation {
+        book.observe(&log(), cp, "test", |old, new| {
+            let proof = honest.consistency_proof(old, new);
+            async move { Ok(proof.unwrap()) }
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checkpoints_move_forward_only_with_consistency_and_conflicts_are_alarms() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let book = Book::load(&store, &[log()]).unwrap();
+        let t = tree(10);
+        let at = |n: u64| signed(n, t.root_at(n).unwrap());
+
+        assert_eq!(observe(&book, at(4), &t).await, Observation::New);
+        assert_eq!(observe(&book, at(4), &t).await, Observation::Known);
+        assert_eq!(observe(&book, at(9), &t).await, Observation::New);
+        assert_eq!(observe(&book, at(6), &t).await, Observation::Older);
+        assert_eq!(book.held("c0").await.unwrap(), at(9));
+
+        // Same size, other root: a split view, and what is held does not change.
+        let forked = tree(9);
+        let mut other = forked.root();
+        other[0] ^= 1;
+        let Observation::Alarm(alarm) = observe(&book, signed(9, other), &t).await else {
+            panic!("a split view is an alarm");
+        };
+        assert_eq!(alarm.kind, AlarmKind::SplitView);
+        assert_eq!(alarm.held.as_bytes(), at(9).to_bytes());
+        assert_eq!(alarm.conflicting.as_bytes(), signed(9, other).to_bytes());
+        assert_eq!(book.held("c0").await.unwrap(), at(9));
+
+        // A bigger tree that does not extend the one held: inconsistent.
+        let mut bad = tree(3);
+        for i in 3..12u64 {
+            bad.push_entry(&(i + 100).to_be_bytes());
+        }
+        let Observation::Alarm(alarm) = observe(&book, signed(12, bad.root()), &bad).await else {
+            panic!("an inconsistent checkpoint is an alarm");
+        };
+        assert_eq!(alarm.kind, AlarmKind::Inconsistent);
+        assert!(book.record(&alarm).await.unwrap());
+        assert!(
+            !book.record(&alarm).await.unwrap(),
+            "the same evidence once"
+        );
+        let alarms = store.read(Book::alarms).await.unwrap();
+        assert_eq!(alarms, vec![alarm]);
+
+        // The checkpoint held survives a restart.
+        drop(book);
+        let book = Book::load(&store, &[log()]).unwrap();
+        assert_eq!(book.held("c0").await.unwrap(), at(9));
+        drop(book);
+        tokio::task::spawn_blocking(move || drop(store))
+            .await
+            .unwrap();
+    }
+}
