@@ -462,3 +462,52 @@ async fn a_forged_checkpoint_on_gossip_raises_a_split_view_alarm() {
         log.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_removed_from_the_roster_is_declared_down_and_its_queue_dropped() {
+    let (a, b) = (agency("000.00.00.G01"), agency("000.00.00.H41"));
+    let rig = Rig::new(13);
+    // c2 never comes up.
+    let mut logs = Vec::new();
+    for i in 0..2 {
+        logs.push(rig.start_log(i).await);
+    }
+    let node_a = rig.start_node(0).await;
+    let node_b = rig.start_node(1).await;
+    send(&node_a, &a, &b, "Công văn").await;
+    eventually("c0 and c1 have everything; c2's queues wait", || async {
+        for node in [&node_a, &node_b] {
+            if queued(node, "c0").await + queued(node, "c1").await > 0 {
+                return false;
+            }
+        }
+        queued(&node_a, "c2").await == 1 && queued(&node_b, "c2").await == 1
+    })
+    .await;
+
+    // The central office removes c2 (k of n): both nodes drop its queue.
+    let next = rig
+        .fed
+        .next_epoch(&rig.fed.roster, &[0, 1], |r| {
+            r.central.retain(|c| c.name != "c2");
+        })
+        .unwrap();
+    node_a.apply_roster(next).await.unwrap();
+    eventually("c2's queues are dropped at both nodes", || async {
+        queued(&node_a, "c2").await == 0 && queued(&node_b, "c2").await == 0
+    })
+    .await;
+
+    // New envelopes are no longer queued for it.
+    send(&node_a, &a, &b, "Công văn 2").await;
+    eventually("the new document and its 01 are in c0 and c1", || async {
+        own_entries(&node_b, &b).len() == 2 && all_queues_empty(&[&node_a, &node_b]).await
+    })
+    .await;
+
+    node_a.shutdown().await;
+    node_b.shutdown().await;
+    for log in logs {
+        log.shutdown().await;
+    }
+}
