@@ -54,6 +54,9 @@ pub use queue::{LedgerHook, queue_key, queue_prefix};
 use crate::net::{CHECKPOINTS_TOPIC, Command, NetError, NetHandle};
 use crate::store::{Store, StoreError, WriteOp};
 
+/// How often queues of logs no longer in the roster are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 /// Largest JSON answer read from a log (a proof is at most 64 base64 hashes).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
@@ -409,26 +412,14 @@ impl LedgerClient {
         let mut running: HashMap<String, (LogInfo, tokio::task::AbortHandle)> = HashMap::new();
         loop {
             let logs = logs_of(&roster.borrow_and_update());
-            let mut removed = Vec::new();
-            running.retain(|name, (info, abort)| {
+            running.retain(|_, (info, abort)| {
                 let keep = logs.iter().any(|l| l == info);
                 if !keep {
                     abort.abort();
-                    if !logs.iter().any(|l| &l.name == name) {
-                        removed.push(name.clone());
-                    }
                 }
                 keep
             });
-            for name in removed {
-                // Declared down: no longer part of the federation's ledger.
-                match self.purge(&name).await {
-                    Ok(n) => tracing::warn!(log = %name, dropped = n,
-                        "central log left the roster; its submission queue is dropped"),
-                    Err(e) => tracing::error!(log = %name, error = %e,
-                        "cannot drop the queue of a central log that left the roster"),
-                }
-            }
+            self.sweep(&logs).await;
             for log in logs {
                 if !running.contains_key(&log.name) {
                     let abort = tasks.spawn(self.clone().run_log(log.clone(), queued.clone()));
@@ -437,11 +428,48 @@ impl LedgerClient {
             }
             tokio::select! {
                 changed = roster.changed() => if changed.is_err() { break },
+                // Rows a batch in flight added just before a log left the roster.
+                () = tokio::time::sleep(SWEEP_EVERY) => {}
                 _ = stop.wait_for(|s| *s) => break,
                 Some(_) = tasks.join_next() => {}
             }
         }
         tasks.shutdown().await;
+    }
+
+    /// Drops the queues of logs not in `logs` (declared down: central nodes that left the
+    /// roster), walking the distinct queue names by seeking.
+    async fn sweep(&self, logs: &[LogInfo]) {
+        let mut from = Vec::new();
+        loop {
+            let start = from.clone();
+            let next = self
+                .inner
+                .store
+                .read(move |s| s.first_key_from(Column::LedgerQueue, &start))
+                .await;
+            let key = match next {
+                Ok(Some(key)) => key,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the ledger queues");
+                    return;
+                }
+            };
+            let name_len = key.iter().position(|b| *b == 0).unwrap_or(key.len());
+            let name = key.get(..name_len).unwrap_or_default();
+            from = [name, &[1]].concat();
+            let name = String::from_utf8_lossy(name).into_owned();
+            if logs.iter().any(|l| l.name == name) {
+                continue;
+            }
+            match self.purge(&name).await {
+                Ok(n) => tracing::warn!(log = %name, dropped = n,
+                    "central log not in the roster (declared down); its submission queue is dropped"),
+                Err(e) => tracing::error!(log = %name, error = %e,
+                    "cannot drop the queue of a central log that left the roster"),
+            }
+        }
     }
 
     /// Removes every queued entry of `log`; how many.
