@@ -73,6 +73,9 @@ pub enum Observation {
     Older,
     /// Conflicting: the evidence.
     Alarm(Alarm),
+    /// Of another size than the one held, and no consistency proof was asked for now
+    /// (rate limit on gossip-triggered requests): validly signed, not held.
+    Unchecked,
 }
 
 /// The latest verified checkpoint per log. Each log's slot is locked while a checkpoint is
@@ -114,8 +117,9 @@ impl Book {
     }
 
     /// Checks `cp` (signature verified by the caller) against the checkpoint held for
-    /// `log`, asking `proof(old, new)` for a consistency proof when the sizes differ; a
-    /// newer consistent one is persisted and held. An alarm is returned, not stored.
+    /// `log`, asking `proof(old, new)` for a consistency proof when the sizes differ
+    /// (`None`: not now); a newer consistent one is persisted and held. An alarm is
+    /// returned, not stored.
     pub(super) async fn observe<F, Fut>(
         &self,
         log: &LogInfo,
@@ -125,7 +129,7 @@ impl Book {
     ) -> Result<Observation, LedgerError>
     where
         F: FnOnce(u64, u64) -> Fut,
-        Fut: Future<Output = Result<Vec<Hash>, LedgerError>>,
+        Fut: Future<Output = Result<Option<Vec<Hash>>, LedgerError>>,
     {
         let slot = self.slot(&log.name);
         let mut held = slot.lock().await;
@@ -151,7 +155,9 @@ impl Book {
                         alarm(AlarmKind::SplitView, h)
                     }
                 } else if new.size() > old.size() {
-                    let p = proof(old.size(), new.size()).await?;
+                    let Some(p) = proof(old.size(), new.size()).await? else {
+                        return Ok(Observation::Unchecked);
+                    };
                     match rfc6962::verify_consistency(
                         old.size(),
                         new.size(),
@@ -163,7 +169,9 @@ impl Book {
                         Err(_) => alarm(AlarmKind::Inconsistent, h),
                     }
                 } else {
-                    let p = proof(new.size(), old.size()).await?;
+                    let Some(p) = proof(new.size(), old.size()).await? else {
+                        return Ok(Observation::Unchecked);
+                    };
                     match rfc6962::verify_consistency(
                         new.size(),
                         old.size(),
@@ -267,7 +275,7 @@ mod tests {
     async fn observe(book: &Book, cp: SignedCheckpoint, honest: &MemoryTree) -> Observation {
         book.observe(&log(), cp, "test", |old, new| {
             let proof = honest.consistency_proof(old, new);
-            async move { Ok(proof.unwrap()) }
+            async move { Ok(Some(proof.unwrap())) }
         })
         .await
         .unwrap()
@@ -315,6 +323,14 @@ mod tests {
         );
         let alarms = store.read(Book::alarms).await.unwrap();
         assert_eq!(alarms, vec![alarm]);
+
+        // No proof now: neither held nor an alarm.
+        let unchecked = book
+            .observe(&log(), at(10), "gossip", |_, _| async { Ok(None) })
+            .await
+            .unwrap();
+        assert_eq!(unchecked, Observation::Unchecked);
+        assert_eq!(book.held("c0").await.unwrap(), at(9));
 
         // The checkpoint held survives a restart.
         drop(book);

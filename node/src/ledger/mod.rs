@@ -24,7 +24,11 @@
 //!   with both signed checkpoints, stored (`Meta`, `ledger/alarm/…`), counted in
 //!   [`LedgerStats::split_views`]. Gossip verdicts: consistent → `Accept`; an alarm →
 //!   `Accept` too (the evidence is validly signed by the log, and every node should see
-//!   it); no signature by a known log key, or no way to check it now → `Ignore`;
+//!   it); of another size whose consistency proof is not asked for now (at most one
+//!   gossip-triggered request per log per [`LedgerConfig::gossip_proof_interval`], so
+//!   that thousands of nodes do not each ask the log for each checkpoint) → `Accept`
+//!   without holding it (validly signed: nodes holding that size compare it); no
+//!   signature by a known log key, or the log unreachable for the proof → `Ignore`;
 //!   unparsable or a bad signature → `Reject`.
 
 mod checkpoints;
@@ -79,6 +83,10 @@ pub struct LedgerConfig {
     pub request_timeout: Duration,
     /// Gossiped checkpoints checked at once (more are ignored, not queued).
     pub gossip_checks: usize,
+    /// At most one consistency proof per log per interval is asked for because of a
+    /// gossiped checkpoint (thousands of nodes gossip each new checkpoint; a log must not
+    /// get a request from each for each). Same-size comparisons are never limited.
+    pub gossip_proof_interval: Duration,
 }
 
 impl Default for LedgerConfig {
@@ -92,6 +100,7 @@ impl Default for LedgerConfig {
             backoff_max: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
             gossip_checks: 16,
+            gossip_proof_interval: Duration::from_secs(10),
         }
     }
 }
@@ -227,6 +236,8 @@ struct Inner {
     checkpoints: checkpoints::Book,
     stats: LedgerStats,
     gossip_permits: Arc<Semaphore>,
+    /// When each log was last asked for a consistency proof because of gossip.
+    gossip_proofs: std::sync::Mutex<HashMap<String, tokio::time::Instant>>,
 }
 
 impl LedgerClient {
@@ -255,6 +266,7 @@ impl LedgerClient {
         let client = Self {
             inner: Arc::new(Inner {
                 gossip_permits: Arc::new(Semaphore::new(config.gossip_checks.max(1))),
+                gossip_proofs: std::sync::Mutex::new(HashMap::new()),
                 store,
                 net,
                 http,
@@ -373,7 +385,14 @@ impl LedgerClient {
         let observation = inner
             .checkpoints
             .observe(log, cp.clone(), source, |old, new| {
-                self.consistency_proof(log, old, new)
+                let now = source != "gossip" || self.gossip_proof_slot(&log.name);
+                async move {
+                    if now {
+                        self.consistency_proof(log, old, new).await.map(Some)
+                    } else {
+                        Ok(None)
+                    }
+                }
             })
             .await?;
         match &observation {
@@ -400,9 +419,26 @@ impl LedgerClient {
                     );
                 }
             }
-            Observation::Known | Observation::Older => {}
+            Observation::Known | Observation::Older | Observation::Unchecked => {}
         }
         Ok(observation)
+    }
+
+    /// Whether a gossiped checkpoint of `log` may trigger a consistency proof request now.
+    fn gossip_proof_slot(&self, log: &str) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut last = self
+            .inner
+            .gossip_proofs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match last.get(log) {
+            Some(at) if now.duration_since(*at) < self.inner.config.gossip_proof_interval => false,
+            _ => {
+                last.insert(log.to_owned(), now);
+                true
+            }
+        }
     }
 
     /// Runs one submission task per log, following roster changes, until stopped.
