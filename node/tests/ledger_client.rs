@@ -121,6 +121,12 @@ impl Rig {
 
     /// Starts central log `i` on its listed HTTP port (same data directory each time).
     async fn start_log(&self, i: usize) -> LogNode {
+        let listener = TcpListener::bind(self.http[i]).await.unwrap();
+        self.start_log_on(i, listener).await
+    }
+
+    /// Starts central log `i` on `listener` (e.g. behind a proxy on its listed port).
+    async fn start_log_on(&self, i: usize, listener: TcpListener) -> LogNode {
         let mut c = Config::new(
             FED,
             LOGS[i],
@@ -132,7 +138,6 @@ impl Rig {
         c.checkpoint_interval = Duration::from_millis(50);
         c.witness_interval = Duration::from_millis(200);
         c.request_timeout = Duration::from_secs(2);
-        let listener = TcpListener::bind(self.http[i]).await.unwrap();
         LogNode::start_on(c, listener).await.unwrap()
     }
 
@@ -510,4 +515,108 @@ async fn a_log_removed_from_the_roster_is_declared_down_and_its_queue_dropped() 
     for log in logs {
         log.shutdown().await;
     }
+}
+
+/// A proxy in front of a log that can serve a forged `/checkpoint`.
+#[derive(Clone)]
+struct Proxy {
+    upstream: SocketAddr,
+    client: reqwest::Client,
+    forged: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+}
+
+async fn proxy(
+    axum::extract::State(p): axum::extract::State<Proxy>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if uri.path() == "/checkpoint"
+        && let Some(forged) = p.forged.lock().unwrap().clone()
+    {
+        return forged.into_response();
+    }
+    let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let resp = p
+        .client
+        .request(method, format!("http://{}{path}", p.upstream))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.bytes().await.unwrap()).into_response()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_checkpoint_fetched_from_a_log_raises_an_alarm_and_keeps_the_queue() {
+    let (a, b) = (agency("000.00.00.G01"), agency("000.00.00.H41"));
+    let rig = Rig::new(14);
+    // c0 runs behind a proxy on its listed port.
+    let real = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let p = Proxy {
+        upstream: real.local_addr().unwrap(),
+        client: reqwest::Client::new(),
+        forged: Default::default(),
+    };
+    let app = axum::Router::new().fallback(proxy).with_state(p.clone());
+    let front = TcpListener::bind(rig.http[0]).await.unwrap();
+    let proxy_task = tokio::spawn(async move { axum::serve(front, app).await });
+    let mut logs = vec![rig.start_log_on(0, real).await];
+    for i in 1..LOGS.len() {
+        logs.push(rig.start_log(i).await);
+    }
+    let node_a = rig.start_node(0).await;
+    let node_b = rig.start_node(1).await;
+    send(&node_a, &a, &b, "Công văn").await;
+    eventually("both nodes drained their queues", || async {
+        all_queues_empty(&[&node_a, &node_b]).await && own_entries(&node_b, &b).len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = node_a.ledger().checkpoint("c0").await.unwrap();
+
+    // c0 now shows A another tree of the size A holds.
+    let mut root = *held.checkpoint().root();
+    root[0] ^= 0xff;
+    let signer = Ed25519Signer::new(&format!("{FED}/c0"), rig.log_key(0)).unwrap();
+    let forged = Checkpoint::new(&format!("{FED}/c0"), held.checkpoint().size(), root)
+        .unwrap()
+        .sign(&signer)
+        .unwrap()
+        .to_bytes();
+    *p.forged.lock().unwrap() = Some(forged.clone());
+    send(&node_a, &a, &b, "Công văn 2").await;
+    eventually("A raised an alarm from what it fetched", || async {
+        node_a
+            .ledger()
+            .alarms()
+            .await
+            .unwrap()
+            .iter()
+            .any(|al| al.source == "fetch" && al.conflicting.as_bytes() == forged.as_slice())
+    })
+    .await;
+    // Nothing is taken off c0's queue on the word of a log caught lying; the others drain.
+    eventually("c1 and c2 have the new document", || async {
+        queued(&node_a, "c1").await + queued(&node_a, "c2").await == 0
+    })
+    .await;
+    assert_eq!(queued(&node_a, "c0").await, 1);
+
+    // The honest checkpoint again: the queue drains.
+    *p.forged.lock().unwrap() = None;
+    eventually(
+        "c0's queue drains once its checkpoints are consistent again",
+        || async { all_queues_empty(&[&node_a, &node_b]).await },
+    )
+    .await;
+
+    node_a.shutdown().await;
+    node_b.shutdown().await;
+    for log in logs {
+        log.shutdown().await;
+    }
+    proxy_task.abort();
 }
