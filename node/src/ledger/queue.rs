@@ -11,6 +11,7 @@
 use std::collections::HashSet;
 
 use lienthong_protocol::agency::AgencyId;
+use lienthong_protocol::cbor;
 use lienthong_protocol::envelope::SignedEnvelope;
 use lienthong_protocol::relay::store::{Batch, Column, StoreOp};
 use lienthong_protocol::roster::Roster;
@@ -28,6 +29,24 @@ pub fn queue_key(log: &str, id: &[u8]) -> Vec<u8> {
     let mut key = queue_prefix(log);
     key.extend_from_slice(id);
     key
+}
+
+/// The header `[body, signature]` of stored envelope bytes (`[body, signature]` or
+/// `[body, signature, inline payload]`), cut without walking the inline payload (up to
+/// 32 KiB): this runs on the driver thread for every envelope stored.
+fn header_of(wire: &[u8]) -> Option<Vec<u8>> {
+    const HEADER: u8 = 0x82; // A CBOR array of two (see `ledger`).
+    const WITH_INLINE: u8 = 0x83;
+    const SIGNATURE: usize = 2 + 64; // A 64-byte CBOR byte string.
+    let (&head, rest) = wire.split_first()?;
+    if head != HEADER && head != WITH_INLINE {
+        return None;
+    }
+    let end = cbor::first_item_len(rest).ok()?.checked_add(SIGNATURE)?;
+    let mut header = Vec::with_capacity(end + 1);
+    header.push(HEADER);
+    header.extend_from_slice(rest.get(..end)?);
+    Some(header)
 }
 
 /// Turns the driver's batches into batches that also queue this node's own envelopes for
@@ -72,13 +91,15 @@ impl LedgerHook {
             };
             // The relay stores only envelopes it decoded itself; one that does not decode
             // here is not ours either.
-            let Ok(env) = SignedEnvelope::decode(value) else {
+            let Some(entry) = header_of(value) else {
+                continue;
+            };
+            let Ok(env) = SignedEnvelope::decode_header(&entry) else {
                 continue;
             };
             if !self.tenants.contains(&env.body().from) {
                 continue;
             }
-            let entry = env.header_bytes();
             for log in &self.logs {
                 rows.push(StoreOp::Put {
                     column: Column::LedgerQueue,
@@ -119,6 +140,29 @@ mod tests {
             },
         };
         SignedEnvelope::sign(body, &SigningKey::from_seed(&[seed; 32])).unwrap()
+    }
+
+    #[test]
+    fn the_header_is_cut_from_envelopes_with_and_without_inline_payloads() {
+        let plain = envelope("000.00.00.G01", 1);
+        assert_eq!(header_of(plain.bytes()).unwrap(), plain.header_bytes());
+        let body = EnvelopeBody {
+            payload: Payload::None,
+            ..plain.body().clone()
+        };
+        let inline = lienthong_protocol::envelope::InlinePayload {
+            manifest: vec![1; 10],
+            chunk: vec![2; 5000],
+        };
+        let with_inline =
+            SignedEnvelope::sign_inline(body, &inline, &SigningKey::from_seed(&[1; 32])).unwrap();
+        assert!(with_inline.bytes().len() > 5000);
+        assert_eq!(
+            header_of(with_inline.bytes()).unwrap(),
+            with_inline.header_bytes()
+        );
+        assert_eq!(header_of(&[]), None);
+        assert_eq!(header_of(&[0x82, 0xff]), None);
     }
 
     #[test]
