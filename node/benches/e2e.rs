@@ -158,6 +158,7 @@ fn main() {
                 central: false,
                 tenants: vec![(t.clone(), format!("Agency {t}"))],
                 port: free_port(),
+                http_port: None,
             })
             .collect();
         let mut rng = ChaCha20Rng::seed_from_u64(8);

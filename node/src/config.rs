@@ -322,6 +322,7 @@ impl Config {
                 },
                 relay,
                 bootstrap,
+                ledger: crate::ledger::LedgerConfig::default(),
             },
             api_listen,
             tokens,

@@ -10,8 +10,12 @@
 //! dropped message is delayed, never lost. Batches are pipelined to the store's group
 //! commit with a bounded window; the driver never waits on a full window without first
 //! draining completions, so it cannot deadlock on itself.
+//!
+//! Each batch that stores an envelope signed by a tenant of this node also gets that
+//! envelope's ledger submissions, one row per central log ([`LedgerHook`]); once such a
+//! batch is durable, [`DriverHandle::ledger_queued`] changes and the ledger client wakes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,6 +30,7 @@ use lienthong_protocol::relay::{
 use lienthong_protocol::roster::Roster;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::ledger::LedgerHook;
 use crate::store::{Completions, Store, StoreError, Submitter};
 
 /// Batches in flight between the relay and the store's writer.
@@ -95,6 +100,8 @@ pub struct DriverHandle {
     stats: Arc<DriverStats>,
     /// Closed (sender dropped) once the driver thread has ended and released the store.
     finished: tokio::sync::watch::Receiver<()>,
+    /// Bumped each time a batch that queued ledger submissions is durable.
+    ledger_queued: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Everything the driver needs to start.
@@ -138,6 +145,8 @@ impl DriverHandle {
         let (notify, _) = broadcast::channel(NOTIFY_QUEUE);
         let stats = Arc::new(DriverStats::default());
         let node = config.relay.node.clone();
+        let ledger = LedgerHook::new(config.tenants.iter().map(|t| t.id.clone()), &config.roster);
+        let (ledger_tx, ledger_queued) = tokio::sync::watch::channel(0);
         let rows = store.recover_rows().collect::<Result<Vec<_>, _>>()?;
         let relay = Relay::recover(
             config.relay,
@@ -158,6 +167,9 @@ impl DriverHandle {
             in_flight: 0,
             stats: Arc::clone(&stats),
             node,
+            ledger,
+            ledger_batches: HashSet::new(),
+            ledger_queued: ledger_tx,
         };
         let (finished_tx, finished) = tokio::sync::watch::channel(());
         std::thread::Builder::new()
@@ -184,6 +196,7 @@ impl DriverHandle {
             next_request: Arc::new(AtomicU64::new(1)),
             stats,
             finished,
+            ledger_queued,
         };
         Ok((handle, outbound_rx))
     }
@@ -242,6 +255,12 @@ impl DriverHandle {
         &self.stats
     }
 
+    /// Changes each time own envelopes were durably queued for the central logs (the
+    /// ledger client's wake-up; it reads the queues from the store).
+    pub fn ledger_queued(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.ledger_queued.clone()
+    }
+
     /// Stops the driver after what is queued and waits until its thread has ended (its
     /// store handles are released); durable state is untouched.
     pub async fn shutdown(&self) {
@@ -264,6 +283,11 @@ struct Driver {
     stats: Arc<DriverStats>,
     /// This node's peer id.
     node: String,
+    /// Adds ledger submissions to batches storing own envelopes.
+    ledger: LedgerHook,
+    /// Batches in flight that carry ledger submissions.
+    ledger_batches: HashSet<u64>,
+    ledger_queued: tokio::sync::watch::Sender<u64>,
 }
 
 impl Driver {
@@ -289,7 +313,12 @@ impl Driver {
                         self.replies.insert(post.request, reply);
                         self.feed(Event::PostStatus(post));
                     }
-                    Some(Command::Event(event)) => self.feed(event),
+                    Some(Command::Event(event)) => {
+                        if let Event::RosterUpdated(roster) = &event {
+                            self.ledger.set_roster(roster);
+                        }
+                        self.feed(event);
+                    }
                     Some(Command::Pending(reply)) => {
                         let _ = reply.send(self.relay.pending_deliveries());
                     }
@@ -324,6 +353,9 @@ impl Driver {
             }
             return false;
         }
+        if self.ledger_batches.remove(&committed.id) {
+            self.ledger_queued.send_modify(|n| *n = n.wrapping_add(1));
+        }
         self.feed(Event::Committed {
             batch: committed.id,
         });
@@ -351,7 +383,10 @@ impl Driver {
                 return Ok(());
             };
             match action {
-                Action::Persist(batch) => {
+                Action::Persist(mut batch) => {
+                    if self.ledger.extend(&mut batch) {
+                        self.ledger_batches.insert(batch.id);
+                    }
                     while self.in_flight >= COMMIT_WINDOW {
                         // Make room without waiting on ourselves.
                         let committed = completions.recv().await;

@@ -30,6 +30,9 @@ pub struct NodeSpec {
     pub tenants: Vec<(AgencyId, String)>,
     /// TCP port on 127.0.0.1 the node listens on (listed in the roster).
     pub port: u16,
+    /// Central nodes: the port of their HTTP (ledger) endpoints on 127.0.0.1, listed as
+    /// `http_url`; `None` lists `port`.
+    pub http_port: Option<u16>,
 }
 
 /// Secrets of one generated node.
@@ -126,7 +129,7 @@ impl LocalFederation {
                     peer_id: peer_id.to_string(),
                     addrs: vec![addr.to_string()],
                     log_key: SigningKey::from_seed(log_seed).verifying_key(),
-                    http_url: format!("http://127.0.0.1:{}", spec.port),
+                    http_url: format!("http://127.0.0.1:{}", spec.http_port.unwrap_or(spec.port)),
                 });
             }
             nodes.push(GeneratedNode {
@@ -217,6 +220,7 @@ impl LocalFederation {
             net,
             relay,
             bootstrap: Vec::new(),
+            ledger: crate::ledger::LedgerConfig::default(),
         })
     }
 

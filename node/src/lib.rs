@@ -10,6 +10,8 @@
 //!   network.
 //! - [`federation`]: generates a local federation (keys, signed genesis roster, node
 //!   setups) for devnets and tests.
+//! - [`ledger`]: the ledger client: durable per-log submission queues, inclusion and
+//!   consistency proofs, checkpoint gossip and split-view alarms.
 //! - [`net`]: the thin libp2p layer (transports, allow-list, gossipsub, request-response
 //!   for relay messages and payload fetch, circuit relay client); no delivery decisions.
 //! - [`node`]: the node assembled (store, driver, network, roster) and the pumps between
@@ -24,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod driver;
 pub mod federation;
+pub mod ledger;
 pub mod net;
 pub mod node;
 pub mod send;

@@ -15,6 +15,13 @@
 //! it, and replayed in order at start, so a restart lands on the same epoch. Then the relay
 //! (revocations refuse senders at once), the network's allow-list (removed peers are
 //! disconnected), the send path (recipients' keys) and [`Node::roster`] watchers follow.
+//!
+//! # Audit ledger
+//!
+//! The [`LedgerClient`] submits the tenants' envelopes (queued by the driver) to every
+//! central log, verifies inclusion and consistency proofs, publishes the checkpoints it
+//! verifies on [`CHECKPOINTS_TOPIC`], and judges the ones gossiped by others (split-view
+//! alarms); see [`crate::ledger`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -32,6 +39,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::driver::{DriverConfig, DriverError, DriverHandle, Outbound};
+use crate::ledger::{LedgerClient, LedgerConfig, LedgerError, LedgerTask};
 use crate::net::{
     CHECKPOINTS_TOPIC, Command, NetConfig, NetError, NetEvent, NetHandle, Network, PayloadStore,
     ROSTER_TOPIC,
@@ -70,6 +78,8 @@ pub struct NodeSetup {
     pub relay: RelayConfig,
     /// Extra addresses to dial at start (`…/p2p/<peer id>`), always allowed to connect.
     pub bootstrap: Vec<Multiaddr>,
+    /// Ledger client tunables (submission to the central logs, checkpoint checks).
+    pub ledger: LedgerConfig,
 }
 
 /// Why the node could not start or an operation failed.
@@ -83,6 +93,8 @@ pub enum NodeError {
     Net(#[from] NetError),
     #[error("roster: {0}")]
     Roster(#[from] RosterError),
+    #[error("ledger client: {0}")]
+    Ledger(#[from] LedgerError),
     #[error("stored roster epoch {epoch} does not apply: {source}")]
     StoredRoster { epoch: u64, source: RosterError },
     #[error("tenant {tenant} is not in the roster")]
@@ -114,6 +126,8 @@ pub struct Node {
     send: SendPath,
     tenants: Arc<[TenantKeys]>,
     roster: Arc<RosterKeeper>,
+    ledger: LedgerClient,
+    ledger_task: LedgerTask,
     listening: watch::Receiver<Vec<Multiaddr>>,
     /// The pumps (first the network task), stopped in [`Node::shutdown`].
     pumps: Vec<JoinHandle<()>>,
@@ -182,6 +196,14 @@ impl Node {
             peer_id,
             watch: roster_tx,
         });
+        let (ledger, ledger_task) = LedgerClient::start(
+            store.clone(),
+            net.clone(),
+            keeper.watch.subscribe(),
+            driver.ledger_queued(),
+            setup.ledger,
+        )
+        .await?;
         let (listening_tx, listening) = watch::channel(Vec::new());
         pumps.push(tokio::spawn(pump_outbound(outbound, net.clone())));
         pumps.push(tokio::spawn(pump_events(
@@ -189,6 +211,7 @@ impl Node {
             driver.clone(),
             net.clone(),
             Arc::clone(&keeper),
+            ledger.clone(),
             listening_tx,
         )));
 
@@ -204,6 +227,8 @@ impl Node {
             send,
             tenants: setup.tenants.into(),
             roster: keeper,
+            ledger,
+            ledger_task,
             listening,
             pumps,
         })
@@ -232,6 +257,11 @@ impl Node {
     /// The send path (seal, store, submit).
     pub fn send_path(&self) -> &SendPath {
         &self.send
+    }
+
+    /// The ledger client (submission queues, checkpoints held, split-view alarms).
+    pub fn ledger(&self) -> &LedgerClient {
+        &self.ledger
     }
 
     /// The agencies hosted here.
@@ -277,6 +307,7 @@ impl Node {
     ///
     /// Returns once the store is closed, so the same directory can be opened again.
     pub async fn shutdown(self) {
+        self.ledger_task.shutdown().await;
         let _ = self.net.send(Command::Shutdown).await;
         self.driver.shutdown().await;
         for pump in &self.pumps {
@@ -285,13 +316,16 @@ impl Node {
         for pump in self.pumps {
             let _ = pump.await;
         }
+        // Gossip checks in flight hold the store until they end.
+        self.ledger.quiesce().await;
         let Self {
             store,
             send,
             roster,
+            ledger,
             ..
         } = self;
-        drop((send, roster));
+        drop((send, roster, ledger));
         // The last handle closes RocksDB and joins its writer thread: blocking.
         let _ = tokio::task::spawn_blocking(move || drop(store)).await;
     }
@@ -528,6 +562,7 @@ async fn pump_events(
     driver: DriverHandle,
     net: NetHandle,
     roster: Arc<RosterKeeper>,
+    ledger: LedgerClient,
     listening: watch::Sender<Vec<Multiaddr>>,
 ) {
     while let Some(event) = events.recv().await {
@@ -550,19 +585,14 @@ async fn pump_events(
                     return;
                 }
             }
-            NetEvent::Gossip { message, topic, .. } if topic == CHECKPOINTS_TOPIC => {
-                // Checkpoint gossip is checked by the ledger client; until it is, nothing
-                // unchecked is forwarded.
-                if net
-                    .send(Command::Verdict {
-                        message,
-                        verdict: Verdict::Ignore,
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
+            NetEvent::Gossip {
+                message,
+                topic,
+                envelope,
+                ..
+            } if topic == CHECKPOINTS_TOPIC => {
+                // Checked off this task (bounded); the ledger client reports the verdict.
+                ledger.gossiped(message, envelope);
             }
             NetEvent::Refused { peer, reason } => {
                 tracing::debug!(?peer, %reason, "connection refused");

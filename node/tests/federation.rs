@@ -66,6 +66,7 @@ impl Fed {
                     .map(|c| (agency(c), format!("Agency {c}")))
                     .collect(),
                 port: free_port(),
+                http_port: None,
             })
             .collect();
         let mut rng = ChaCha20Rng::seed_from_u64(seed);

@@ -434,6 +434,38 @@ impl Store {
         family: impl Into<Family>,
         prefix: &[u8],
     ) -> Result<Vec<Row>, StoreError> {
+        self.scan_prefix_limit(family, prefix, usize::MAX)
+    }
+
+    /// The first key at or after `from`, if any (to walk the distinct prefixes of a family
+    /// by seeking). Blocking.
+    pub fn first_key_from(
+        &self,
+        family: impl Into<Family>,
+        from: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let family = family.into();
+        let mut iter = self.inner.db.iterator_cf(
+            self.handle(family)?,
+            IteratorMode::From(from, Direction::Forward),
+        );
+        match iter.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (key, _) = item.map_err(|source| self.read_error(family, "seek", source))?;
+                Ok(Some(key.into_vec()))
+            }
+        }
+    }
+
+    /// At most `limit` rows whose key starts with `prefix`, in key order: a page of a large
+    /// family (e.g. a ledger queue). Blocking.
+    pub fn scan_prefix_limit(
+        &self,
+        family: impl Into<Family>,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Row>, StoreError> {
         let family = family.into();
         let iter = self.inner.db.iterator_cf(
             self.handle(family)?,
@@ -442,7 +474,7 @@ impl Store {
         let mut rows = Vec::new();
         for item in iter {
             let (key, value) = item.map_err(|source| self.read_error(family, "scan", source))?;
-            if !key.starts_with(prefix) {
+            if !key.starts_with(prefix) || rows.len() >= limit {
                 break;
             }
             rows.push((key.into_vec(), value.into_vec()));

@@ -34,11 +34,15 @@ pub enum Column {
     Chunks,
     /// name → value: small node-wide values (roster, counters).
     Meta,
+    /// central node name ‖ 0x00 ‖ content id (32) → ledger entry bytes: this node's own
+    /// envelopes not yet proven included in that central node's log (written by the node in
+    /// the same batch as the envelope; the relay core neither reads nor writes it).
+    LedgerQueue,
 }
 
 impl Column {
     /// Every column, in a fixed order.
-    pub const ALL: [Column; 11] = [
+    pub const ALL: [Column; 12] = [
         Self::Envelopes,
         Self::Deliveries,
         Self::Inbox,
@@ -50,6 +54,7 @@ impl Column {
         Self::Payloads,
         Self::Chunks,
         Self::Meta,
+        Self::LedgerQueue,
     ];
 
     /// The column family's name in RocksDB.
@@ -66,6 +71,7 @@ impl Column {
             Self::Payloads => "payloads",
             Self::Chunks => "chunks",
             Self::Meta => "meta",
+            Self::LedgerQueue => "ledger_queue",
         }
     }
 }

@@ -1,0 +1,220 @@
+//! The durable submission queues: one per central log, in the `LedgerQueue` column.
+//!
+//! Key: central node name ‖ 0x00 ‖ content id (32 bytes); value: the ledger entry bytes
+//! (the envelope header `[body, signature]`). The key makes a queue idempotent: writing an
+//! envelope twice, or re-deriving its entry after a crash, lands on the same row.
+//!
+//! [`LedgerHook`] adds the rows to the very batch that stores one of this node's own
+//! envelopes (documents, statuses, 01 answers, recalls…), so an envelope is never durable
+//! without its submissions, and a crash cannot lose one.
+
+use std::collections::HashSet;
+
+use lienthong_protocol::agency::AgencyId;
+use lienthong_protocol::cbor;
+use lienthong_protocol::envelope::SignedEnvelope;
+use lienthong_protocol::relay::store::{Batch, Column, StoreOp};
+use lienthong_protocol::roster::Roster;
+
+/// The key prefix of one log's queue.
+pub fn queue_prefix(log: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(log.len() + 1 + 32);
+    key.extend_from_slice(log.as_bytes());
+    key.push(0);
+    key
+}
+
+/// The key of one entry in one log's queue.
+pub fn queue_key(log: &str, id: &[u8]) -> Vec<u8> {
+    let mut key = queue_prefix(log);
+    key.extend_from_slice(id);
+    key
+}
+
+/// The header `[body, signature]` of stored envelope bytes (`[body, signature]` or
+/// `[body, signature, inline payload]`), cut without walking the inline payload (up to
+/// 32 KiB): this runs on the driver thread for every envelope stored.
+fn header_of(wire: &[u8]) -> Option<Vec<u8>> {
+    const HEADER: u8 = 0x82; // A CBOR array of two (see `ledger`).
+    const WITH_INLINE: u8 = 0x83;
+    const SIGNATURE: usize = 2 + 64; // A 64-byte CBOR byte string.
+    let (&head, rest) = wire.split_first()?;
+    if head != HEADER && head != WITH_INLINE {
+        return None;
+    }
+    let end = cbor::first_item_len(rest).ok()?.checked_add(SIGNATURE)?;
+    let mut header = Vec::with_capacity(end + 1);
+    header.push(HEADER);
+    header.extend_from_slice(rest.get(..end)?);
+    Some(header)
+}
+
+/// Turns the driver's batches into batches that also queue this node's own envelopes for
+/// every central log of the roster in force.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerHook {
+    tenants: HashSet<AgencyId>,
+    logs: Vec<String>,
+}
+
+impl LedgerHook {
+    /// A hook for envelopes signed by `tenants`, queued for the central nodes of `roster`.
+    pub fn new(tenants: impl IntoIterator<Item = AgencyId>, roster: &Roster) -> Self {
+        let mut hook = Self {
+            tenants: tenants.into_iter().collect(),
+            logs: Vec::new(),
+        };
+        hook.set_roster(roster);
+        hook
+    }
+
+    /// Follows a new roster epoch (central nodes added or removed).
+    pub fn set_roster(&mut self, roster: &Roster) {
+        self.logs = roster.central.iter().map(|c| c.name.clone()).collect();
+    }
+
+    /// Appends a queue row per log for each own envelope the batch stores; true when it
+    /// did. Envelopes of other agencies (received, held in custody) are not ours to submit.
+    pub fn extend(&self, batch: &mut Batch) -> bool {
+        if self.tenants.is_empty() || self.logs.is_empty() {
+            return false;
+        }
+        let mut rows = Vec::new();
+        for op in &batch.ops {
+            let StoreOp::Put {
+                column: Column::Envelopes,
+                key,
+                value,
+            } = op
+            else {
+                continue;
+            };
+            // The relay stores only envelopes it decoded itself; one that does not decode
+            // here is not ours either.
+            let Some(entry) = header_of(value) else {
+                continue;
+            };
+            let Ok(env) = SignedEnvelope::decode_header(&entry) else {
+                continue;
+            };
+            if !self.tenants.contains(&env.body().from) {
+                continue;
+            }
+            for log in &self.logs {
+                rows.push(StoreOp::Put {
+                    column: Column::LedgerQueue,
+                    key: queue_key(log, key),
+                    value: entry.clone(),
+                });
+            }
+        }
+        let any = !rows.is_empty();
+        batch.ops.extend(rows);
+        any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use lienthong_protocol::envelope::{ENVELOPE_VERSION, EnvelopeBody, Kind, Payload, Routing};
+    use lienthong_protocol::keys::SigningKey;
+    use lienthong_protocol::ledger::LedgerEntry;
+
+    use super::*;
+
+    fn envelope(from: &str, seed: u8) -> SignedEnvelope {
+        let body = EnvelopeBody {
+            v: ENVELOPE_VERSION,
+            kind: Kind::Document,
+            from: AgencyId::parse(from).unwrap(),
+            to: vec![AgencyId::parse("000.00.00.H41").unwrap()],
+            seq: 1,
+            prev: None,
+            created_ms: 1,
+            routing: Routing::default(),
+            payload: Payload::External {
+                manifest: [seed; 32],
+                size: 10,
+            },
+        };
+        SignedEnvelope::sign(body, &SigningKey::from_seed(&[seed; 32])).unwrap()
+    }
+
+    #[test]
+    fn the_header_is_cut_from_envelopes_with_and_without_inline_payloads() {
+        let plain = envelope("000.00.00.G01", 1);
+        assert_eq!(header_of(plain.bytes()).unwrap(), plain.header_bytes());
+        let body = EnvelopeBody {
+            payload: Payload::None,
+            ..plain.body().clone()
+        };
+        let inline = lienthong_protocol::envelope::InlinePayload {
+            manifest: vec![1; 10],
+            chunk: vec![2; 5000],
+        };
+        let with_inline =
+            SignedEnvelope::sign_inline(body, &inline, &SigningKey::from_seed(&[1; 32])).unwrap();
+        assert!(with_inline.bytes().len() > 5000);
+        assert_eq!(
+            header_of(with_inline.bytes()).unwrap(),
+            with_inline.header_bytes()
+        );
+        assert_eq!(header_of(&[]), None);
+        assert_eq!(header_of(&[0x82, 0xff]), None);
+    }
+
+    #[test]
+    fn own_envelopes_are_queued_for_every_log_in_the_same_batch() {
+        let hook = LedgerHook {
+            tenants: [AgencyId::parse("000.00.00.G01").unwrap()].into(),
+            logs: vec!["c0".into(), "c1".into()],
+        };
+        let own = envelope("000.00.00.G01", 1);
+        let foreign = envelope("000.00.00.G02", 2);
+        let mut batch = Batch::default();
+        batch.put(
+            Column::Envelopes,
+            own.id().as_bytes().to_vec(),
+            own.bytes().to_vec(),
+        );
+        batch.put(
+            Column::Envelopes,
+            foreign.id().as_bytes().to_vec(),
+            foreign.bytes().to_vec(),
+        );
+        batch.put(Column::Meta, b"x".to_vec(), b"y".to_vec());
+        assert!(hook.extend(&mut batch));
+        let queued: Vec<_> = batch
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                StoreOp::Put {
+                    column: Column::LedgerQueue,
+                    key,
+                    value,
+                } => Some((key.clone(), value.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            queued.len(),
+            2,
+            "one row per log, none for the foreign envelope"
+        );
+        for (log, (key, value)) in ["c0", "c1"].iter().zip(&queued) {
+            assert_eq!(key, &queue_key(log, own.id().as_bytes()));
+            assert_eq!(LedgerEntry::decode(value).unwrap().key(), own.id());
+        }
+
+        let mut foreign_only = Batch::default();
+        foreign_only.put(
+            Column::Envelopes,
+            foreign.id().as_bytes().to_vec(),
+            foreign.bytes().to_vec(),
+        );
+        assert!(!hook.extend(&mut foreign_only));
+        assert_eq!(foreign_only.ops.len(), 1);
+    }
+}
