@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use lienthong_node::cli::ClientCommand;
 use lienthong_node::config::{Config, FileConfig, Overrides, write_key};
 use lienthong_node::federation::{MemberRequest, transport_keypair};
 use lienthong_node::node::Node;
@@ -20,6 +21,24 @@ use sha2::{Digest, Sha256};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    access: NodeAccess,
+}
+
+/// Where the client commands find the node, and as whom they act.
+#[derive(Debug, clap::Args)]
+struct NodeAccess {
+    /// The node's HTTP API.
+    #[arg(
+        long,
+        env = "LIENTHONG_NODE",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    node: String,
+    /// A tenant's bearer token (as printed by `lienthong init`).
+    #[arg(long, env = "LIENTHONG_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +77,9 @@ enum Command {
         #[arg(long)]
         listen: Vec<String>,
     },
+    /// Commands for a DMS operator, through the node's HTTP API.
+    #[command(flatten)]
+    Client(ClientCommand),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +92,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
+        Command::Client(command) => client(command, &cli.access),
         Command::Init {
             dir,
             tenants,
@@ -99,6 +122,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn client(command: ClientCommand, access: &NodeAccess) -> anyhow::Result<ExitCode> {
+    let Some(token) = access.token.as_deref() else {
+        eprintln!("lienthong: a bearer token is needed: --token or LIENTHONG_TOKEN");
+        return Ok(ExitCode::from(2));
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(lienthong_node::cli::run(command, &access.node, token))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -210,9 +245,18 @@ fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<ExitCode> {
             .await
             .context("starting the node")?;
         let addrs = node.listen_addrs().await;
-        tracing::info!(peer = %node.peer_id(), ?addrs, api = %config.api_listen, "node running");
+        let api = node
+            .serve_api(
+                config.api_listen,
+                &config.tokens,
+                lienthong_node::api::ApiConfig::default(),
+            )
+            .await
+            .with_context(|| format!("binding the HTTP API on {}", config.api_listen))?;
+        tracing::info!(peer = %node.peer_id(), ?addrs, api = %api.addr(), "node running");
         shutdown_signal().await;
         tracing::info!("stopping");
+        api.shutdown().await;
         node.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })

@@ -302,6 +302,58 @@ impl Node {
         }
     }
 
+    /// Serves the HTTP API for the DMS on `listen` (bound before this returns, so a
+    /// client may connect at once). `tokens`: the hashed bearer tokens of each tenant.
+    pub async fn serve_api(
+        &self,
+        listen: std::net::SocketAddr,
+        tokens: &[crate::config::TenantTokens],
+        config: crate::api::ApiConfig,
+    ) -> std::io::Result<ApiServer> {
+        let mut table = crate::api::TokenTable::new();
+        for t in tokens {
+            for hash in &t.sha256 {
+                table.insert(*hash, t.tenant.clone());
+            }
+        }
+        let state = crate::api::ApiState::new(crate::api::ApiParts {
+            driver: self.driver.clone(),
+            send: self.send.clone(),
+            store: self.store.clone(),
+            roster: self.roster(),
+            tenants: self
+                .tenants
+                .iter()
+                .map(|t| crate::api::ApiTenant {
+                    id: t.id.clone(),
+                    encryption: EncryptionSecret::from_bytes(&t.encryption.to_bytes()),
+                })
+                .collect(),
+            tokens: table,
+            config,
+            peers: None,
+        });
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, crate::api::router(state))
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the HTTP API stopped");
+            }
+        });
+        tracing::info!(%addr, "HTTP API listening");
+        Ok(ApiServer {
+            addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+
     /// Stops the pumps, the network and the driver. Durable state is untouched; whatever
     /// was acknowledged is resumed by the next start.
     ///
@@ -328,6 +380,29 @@ impl Node {
         drop((send, roster, ledger));
         // The last handle closes RocksDB and joins its writer thread: blocking.
         let _ = tokio::task::spawn_blocking(move || drop(store)).await;
+    }
+}
+
+/// The running HTTP API (see [`Node::serve_api`]).
+#[derive(Debug)]
+pub struct ApiServer {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl ApiServer {
+    /// Where it listens.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets requests in progress finish, and waits.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
     }
 }
 
