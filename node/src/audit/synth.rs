@@ -329,7 +329,11 @@ pub fn generate(spec: &Spec) -> Result<Ledger, AuditError> {
         if d % 2 == 0 {
             to.push((s + 2) % n);
         }
-        let due = [None, Some(PAST_DUE), Some(FUTURE_DUE)][d % 3];
+        let due = match d % 3 {
+            0 => None,
+            1 => Some(PAST_DUE),
+            _ => Some(FUTURE_DUE),
+        };
         let id = g.document(s, &to, t, due)?;
         let open = to.iter().any(|&r| {
             !matches!(

@@ -25,13 +25,16 @@ impl std::fmt::Display for TileProblem {
     }
 }
 
+/// A loaded tile: its id, the file read, and its hashes (`None` if unreadable).
+type Loaded = (TileId, PathBuf, Option<Vec<Hash>>);
+
 /// Checks hash tiles against bundles as the bundles stream by.
 #[derive(Debug)]
 pub struct TileCheck<'a> {
     mirror: &'a Mirror,
     size: u64,
     /// Per tile level: the tile currently loaded (id, file, hashes), or `None`.
-    loaded: Vec<Option<(TileId, PathBuf, Option<Vec<Hash>>)>>,
+    loaded: Vec<Option<Loaded>>,
     /// Problems found (at most `max_problems` kept).
     pub problems: Vec<TileProblem>,
     /// Problems found beyond those kept.
