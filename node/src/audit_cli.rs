@@ -25,6 +25,10 @@ pub enum AuditCommand {
         /// Requests in flight at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// Wait (up to 30 s) for a checkpoint with at least this many cosignatures, so that
+        /// the mirrored checkpoint meets the witness quorum at replay.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        min_cosignatures: usize,
         /// Print a JSON summary and no progress bar.
         #[arg(long)]
         json: bool,
@@ -131,10 +135,12 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             url,
             dir,
             concurrency,
+            min_cosignatures,
             json,
         } => {
             let opts = FetchOptions {
                 concurrency,
+                min_cosignatures,
                 quiet: json,
                 ..FetchOptions::default()
             };

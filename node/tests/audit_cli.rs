@@ -304,6 +304,8 @@ async fn fetch_replay_report_and_the_tamper_corpus() {
         url.clone(),
         s(&m),
         "--json".into(),
+        "--min-cosignatures".into(),
+        "1".into(),
     ])
     .await;
     assert_eq!(code, 0, "{out}\n{err}");

@@ -9,7 +9,7 @@
 //! above, tiles against the checkpoint root); files that disagree are downloaded once more,
 //! and what still disagrees is reported (and kept: it is evidence for `audit replay`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use lienthong_protocol::roster::MAX_ROSTER_LEN;
 use lienthong_protocol::signed_note::MAX_NOTE_BYTES;
 use lienthong_protocol::tlog_checkpoint::SignedCheckpoint;
 use lienthong_protocol::tlog_tiles::{
-    TileHashSource, TileId, new_tiles, parse_entry_bundle, tiles_for_root,
+    MAX_TILE_LEVEL, TILE_WIDTH, TileHashSource, TileId, parse_entry_bundle, tiles_for_root,
 };
 use serde::Serialize;
 
@@ -41,6 +41,12 @@ pub struct FetchOptions {
     pub quiet: bool,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// Wait (up to `wait`) for a served checkpoint carrying at least this many cosignature
+    /// lines before mirroring it: a checkpoint fetched before its witnesses cosigned it
+    /// fails the quorum at replay.
+    pub min_cosignatures: usize,
+    /// How long to wait for cosignatures.
+    pub wait: Duration,
 }
 
 impl Default for FetchOptions {
@@ -49,6 +55,8 @@ impl Default for FetchOptions {
             concurrency: 8,
             quiet: false,
             timeout: Duration::from_secs(60),
+            min_cosignatures: 0,
+            wait: Duration::from_secs(30),
         }
     }
 }
@@ -156,23 +164,43 @@ fn progress(n: u64, quiet: bool, what: &str) -> ProgressBar {
     bar
 }
 
+/// Downloads `ids` with at most `opts.concurrency` requests in flight; returns how many.
 async fn download(
     client: &Client,
     mirror: &Mirror,
-    ids: Vec<TileId>,
+    ids: impl Iterator<Item = TileId>,
+    total: u64,
     opts: &FetchOptions,
     what: &str,
-) -> Result<(), AuditError> {
-    let bar = progress(ids.len() as u64, opts.quiet, what);
+) -> Result<u64, AuditError> {
+    let bar = progress(total, opts.quiet, what);
     let mut stream = futures::stream::iter(ids)
         .map(|id| client.tile(mirror, id))
         .buffer_unordered(opts.concurrency.max(1));
+    let mut n = 0;
     while let Some(r) = stream.next().await {
         r?;
+        n += 1;
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Ok(())
+    Ok(n)
+}
+
+/// Every hash tile and entry bundle of a tree of `size` entries (full and partial), lazily
+/// (a forged size costs requests, not memory).
+pub fn tile_ids(size: u64) -> impl Iterator<Item = TileId> {
+    let width = u64::from(TILE_WIDTH);
+    (0..=MAX_TILE_LEVEL)
+        .map_while(move |level| {
+            let shift = u32::from(level) * 8;
+            let n = if shift < 64 { size >> shift } else { 0 };
+            (n > 0).then_some((level, n))
+        })
+        .flat_map(move |(level, n)| {
+            (0..n.div_ceil(width)).filter_map(move |i| TileId::at_size(level, i, size))
+        })
+        .chain(bundles(size))
 }
 
 async fn fetch_async(
@@ -191,42 +219,52 @@ async fn fetch_async(
         base: url.trim_end_matches('/').to_owned(),
     };
     let mirror = Mirror::new(dir);
-    let cp_bytes = client
-        .get("checkpoint", MAX_NOTE_BYTES)
-        .await?
-        .ok_or_else(|| AuditError::Http {
-            url: format!("{}/checkpoint", client.base),
-            error: "no checkpoint (404)".into(),
-        })?;
-    let cp = SignedCheckpoint::parse(&cp_bytes)
-        .map_err(|e| AuditError::invalid(format!("{}/checkpoint", client.base), e))?;
+    let deadline = tokio::time::Instant::now() + opts.wait;
+    let (cp_bytes, cp) = loop {
+        let bytes = client
+            .get("checkpoint", MAX_NOTE_BYTES)
+            .await?
+            .ok_or_else(|| AuditError::Http {
+                url: format!("{}/checkpoint", client.base),
+                error: "no checkpoint (404)".into(),
+            })?;
+        let cp = SignedCheckpoint::parse(&bytes)
+            .map_err(|e| AuditError::invalid(format!("{}/checkpoint", client.base), e))?;
+        let lines = cp.note().signatures().len().saturating_sub(1);
+        if lines >= opts.min_cosignatures {
+            break (bytes, cp);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(AuditError::Http {
+                url: format!("{}/checkpoint", client.base),
+                error: format!(
+                    "the checkpoint carries {lines} cosignature(s) after {:?}; {} wanted",
+                    opts.wait, opts.min_cosignatures
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     let size = cp.checkpoint().size();
     let root = *cp.checkpoint().root();
 
-    let mut all = new_tiles(0, size, false);
-    all.extend(new_tiles(0, size, true));
-    let (present, todo): (Vec<TileId>, Vec<TileId>) = all
-        .into_iter()
-        .partition(|id| mirror.tile_path(id).is_file());
-    let downloaded = todo.len() as u64;
-    download(&client, &mirror, todo, opts, "tiles").await?;
+    let total = tile_ids(size).count() as u64;
+    let todo = tile_ids(size).filter(|id| !mirror.tile_path(id).is_file());
+    let downloaded = download(&client, &mirror, todo, total, opts, "tiles").await?;
 
     // Check what is held; download again what disagrees, once.
     let m = mirror.clone();
     let (mut problems, epochs) = blocking(move || verify(&m, size, &root)).await?;
     let mut refetched = 0;
-    let again: Vec<TileId> = new_tiles(0, size, false)
-        .into_iter()
-        .chain(new_tiles(0, size, true))
+    let bad: HashSet<PathBuf> = problems.iter().map(|p| p.file.clone()).collect();
+    let again: Vec<TileId> = tile_ids(size)
         .filter(|id| {
-            let p = mirror.tile_path(id);
-            let full = mirror.tile_path(&id.full());
-            problems.iter().any(|x| x.file == p || x.file == full)
+            bad.contains(&mirror.tile_path(id)) || bad.contains(&mirror.tile_path(&id.full()))
         })
         .collect();
     if !again.is_empty() {
-        refetched = again.len() as u64;
-        download(&client, &mirror, again, opts, "again").await?;
+        let n = again.len() as u64;
+        refetched = download(&client, &mirror, again.into_iter(), n, opts, "again").await?;
         let m = mirror.clone();
         problems = blocking(move || verify(&m, size, &root)).await?.0;
     }
@@ -260,7 +298,7 @@ async fn fetch_async(
         size,
         root: base64_of(&root),
         downloaded,
-        skipped: present.len() as u64,
+        skipped: total - downloaded,
         refetched,
         roster_epochs: epochs.into_iter().collect(),
         problems,

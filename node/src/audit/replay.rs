@@ -374,10 +374,10 @@ fn cross(
     mirrors: &[(String, Mirror)],
     logs: &[LogOutcome],
 ) -> Result<Vec<MissingEntry>, AuditError> {
-    let keys: Vec<Vec<(u64, ContentId)>> = mirrors
+    let keys: Vec<_> = mirrors
         .iter()
         .zip(logs)
-        .map(|((_, m), l)| keys_of(m, l.size))
+        .map(|((_, m), l)| keys_of(m.clone(), l.size))
         .collect();
     let found = cross_check(keys).map_err(|e| AuditError::invalid("cross-check", e))?;
     let name = |i: usize| mirrors.get(i).map(|(n, _)| n.clone()).unwrap_or_default();
@@ -393,23 +393,26 @@ fn cross(
         .collect())
 }
 
-/// The entry keys of a mirror (unreadable bundles were reported by the replay).
-fn keys_of(mirror: &Mirror, size: u64) -> Vec<(u64, ContentId)> {
-    let mut out = Vec::new();
-    let mut index = 0u64;
-    for id in bundles(size) {
-        let Ok(Some((_, data))) = mirror.read_tile(&id) else {
-            break;
-        };
-        let Ok(entries) = parse_entry_bundle(&data) else {
-            break;
-        };
-        for e in entries.into_iter().take(usize::from(id.width)) {
-            out.push((index, ContentId::of(e)));
-            index += 1;
-        }
-    }
-    out
+/// The entry keys of a mirror, read one bundle at a time (unreadable bundles were reported
+/// by the replay; the keys stop there).
+fn keys_of(mirror: Mirror, size: u64) -> impl Iterator<Item = (u64, ContentId)> {
+    bundles(size)
+        .map(move |id| {
+            let data = mirror.read_tile(&id).ok().flatten()?;
+            let entries = parse_entry_bundle(&data.1).ok()?;
+            Some(
+                entries
+                    .into_iter()
+                    .take(usize::from(id.width))
+                    .map(ContentId::of)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .take_while(Option::is_some)
+        .flatten()
+        .flatten()
+        .enumerate()
+        .map(|(i, k)| (i as u64, k))
 }
 
 /// The trust anchors for one log.
