@@ -392,3 +392,19 @@ pub fn verify(
     }
     Ok((problems, epochs))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lienthong_protocol::tlog_tiles::new_tiles;
+
+    #[test]
+    fn lazy_tile_ids_are_the_tiles_of_the_tree() {
+        for size in [0u64, 1, 255, 256, 257, 65_535, 65_536, 65_537, 70_000, 16_777_217] {
+            let mut want = new_tiles(0, size, false);
+            want.extend(new_tiles(0, size, true));
+            let got: Vec<TileId> = tile_ids(size).collect();
+            assert_eq!(got, want, "size {size}");
+        }
+    }
+}

@@ -683,3 +683,25 @@ fn html(d: &ReportData) -> String {
     s.push_str("</body></html>\n");
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(duration(0), "0 ms");
+        assert_eq!(duration(1_500), "1.5s");
+        assert_eq!(duration(61_000), "1m 01s");
+        assert_eq!(duration(3_660_000), "1h 01m");
+        assert_eq!(duration(90_000_000), "1d 01h");
+    }
+
+    #[test]
+    fn csv_and_html_escape() {
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"x\""), "\"say \"\"x\"\"\"");
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(esc("<b>&'\""), "&lt;b&gt;&amp;&#39;&quot;");
+    }
+}
