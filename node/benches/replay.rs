@@ -32,6 +32,7 @@ fn main() {
     };
     let origin = log_origin(FED, "c0");
     let log = synth::log_signer(&origin, 0).unwrap();
+    let other = synth::log_signer(&log_origin(FED, "c1"), 1).unwrap();
     let witness = synth::witness("bench-witness", 0).unwrap();
     let held = Mirror::new(&dir)
         .latest()
@@ -46,10 +47,16 @@ fn main() {
                 agencies: 200,
                 documents,
                 federation: FED.into(),
-                central: vec![(
-                    "c0".into(),
-                    VerifyingKey(log.verifier().public_key().to_bytes()),
-                )],
+                central: vec![
+                    (
+                        "c0".into(),
+                        VerifyingKey(log.verifier().public_key().to_bytes()),
+                    ),
+                    (
+                        "c1".into(),
+                        VerifyingKey(other.verifier().public_key().to_bytes()),
+                    ),
+                ],
                 witness_quorum: 1,
                 inject: vec![],
             };

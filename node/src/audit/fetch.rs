@@ -169,11 +169,9 @@ async fn download(
     client: &Client,
     mirror: &Mirror,
     ids: impl Iterator<Item = TileId>,
-    total: u64,
+    bar: &ProgressBar,
     opts: &FetchOptions,
-    what: &str,
 ) -> Result<u64, AuditError> {
-    let bar = progress(total, opts.quiet, what);
     let mut stream = futures::stream::iter(ids)
         .map(|id| client.tile(mirror, id))
         .buffer_unordered(opts.concurrency.max(1));
@@ -183,8 +181,17 @@ async fn download(
         n += 1;
         bar.inc(1);
     }
-    bar.finish_and_clear();
     Ok(n)
+}
+
+/// How many tiles and bundles [`tile_ids`] yields.
+pub fn tile_count(size: u64) -> u64 {
+    let width = u64::from(TILE_WIDTH);
+    let hashes: u64 = (0..64u32)
+        .step_by(8)
+        .map(|shift| (size >> shift).div_ceil(width))
+        .sum();
+    hashes + size.div_ceil(width)
 }
 
 /// Every hash tile and entry bundle of a tree of `size` entries (full and partial), lazily
@@ -248,9 +255,17 @@ async fn fetch_async(
     let size = cp.checkpoint().size();
     let root = *cp.checkpoint().root();
 
-    let total = tile_ids(size).count() as u64;
-    let todo = tile_ids(size).filter(|id| !mirror.tile_path(id).is_file());
-    let downloaded = download(&client, &mirror, todo, total, opts, "tiles").await?;
+    let total = tile_count(size);
+    let bar = progress(total, opts.quiet, "tiles");
+    let todo = tile_ids(size).filter(|id| {
+        let held = mirror.tile_path(id).is_file();
+        if held {
+            bar.inc(1);
+        }
+        !held
+    });
+    let downloaded = download(&client, &mirror, todo, &bar, opts).await?;
+    bar.finish_and_clear();
 
     // Check what is held; download again what disagrees, once.
     let m = mirror.clone();
@@ -263,8 +278,9 @@ async fn fetch_async(
         })
         .collect();
     if !again.is_empty() {
-        let n = again.len() as u64;
-        refetched = download(&client, &mirror, again.into_iter(), n, opts, "again").await?;
+        let bar = progress(again.len() as u64, opts.quiet, "again");
+        refetched = download(&client, &mirror, again.into_iter(), &bar, opts).await?;
+        bar.finish_and_clear();
         let m = mirror.clone();
         problems = blocking(move || verify(&m, size, &root)).await?.0;
     }
@@ -400,11 +416,14 @@ mod tests {
 
     #[test]
     fn lazy_tile_ids_are_the_tiles_of_the_tree() {
-        for size in [0u64, 1, 255, 256, 257, 65_535, 65_536, 65_537, 70_000, 16_777_217] {
+        for size in [
+            0u64, 1, 255, 256, 257, 65_535, 65_536, 65_537, 70_000, 16_777_217,
+        ] {
             let mut want = new_tiles(0, size, false);
             want.extend(new_tiles(0, size, true));
             let got: Vec<TileId> = tile_ids(size).collect();
             assert_eq!(got, want, "size {size}");
+            assert_eq!(tile_count(size), want.len() as u64, "size {size}");
         }
     }
 }

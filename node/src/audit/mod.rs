@@ -32,11 +32,11 @@ pub use report::{ReportFormat, report};
 /// Why an audit command could not run (as opposed to violations found in the data).
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("{path}: {source}")]
+    /// The I/O error is in the message (not a `source`, so that chains print it once).
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{url}: {error}")]
     Http { url: String, error: String },
@@ -47,10 +47,10 @@ pub enum AuditError {
 }
 
 impl AuditError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 

@@ -349,6 +349,7 @@ pub fn replay(sources: &[Source], opts: &ReplayOptions) -> Result<ReplayOutcome,
                     tempfile::tempdir().map_err(|e| AuditError::io("temporary directory", e))?;
                 let fo = FetchOptions {
                     quiet: opts.quiet,
+                    min_cosignatures: opts.quorum.unwrap_or(0),
                     ..FetchOptions::default()
                 };
                 fetch(u, tmp.path(), &fo)?;
