@@ -4,7 +4,8 @@
 //! `cargo bench -p lienthong-node --bench replay` generates the ledger into a mirror
 //! directory (kept and reused when `LIENTHONG_BENCH_DIR` names one; `LIENTHONG_BENCH_ENTRIES`
 //! changes the size), then replays it through `lienthong_node::audit::replay` and prints
-//! `name: value` lines.
+//! `name: value` lines (`LIENTHONG_BENCH_ONLY=sig` runs only the runs whose name contains
+//! `sig`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
@@ -79,16 +80,22 @@ fn main() {
         ..ReplayOptions::default()
     };
     let runs = [
-        ("replay_hash_per_s", Checks::HashesOnly, false),
-        ("replay_hash_tiles_per_s", Checks::HashesOnly, true),
-        ("replay_structure_per_s", Checks::Structure, false),
-        ("replay_sig_per_s", Checks::Full, false),
-        ("replay_sig_tiles_per_s", Checks::Full, true),
+        ("replay_hash_per_s", Checks::HashesOnly, false, 2),
+        ("replay_hash_tiles_per_s", Checks::HashesOnly, true, 2),
+        ("replay_structure_per_s", Checks::Structure, false, 2),
+        ("replay_sig_1thread_per_s", Checks::Full, false, 1),
+        ("replay_sig_per_s", Checks::Full, false, 2),
+        ("replay_sig_tiles_per_s", Checks::Full, true, 2),
     ];
-    for (name, checks, tiles) in runs {
+    let only = std::env::var("LIENTHONG_BENCH_ONLY").ok();
+    for (name, checks, tiles, threads) in runs {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
         let opts = ReplayOptions {
             checks,
             check_tiles: tiles,
+            threads,
             ..base.clone()
         };
         let started = Instant::now();
