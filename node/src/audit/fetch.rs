@@ -29,6 +29,9 @@ use super::AuditError;
 use super::mirror::{Mirror, bundles, write_atomic};
 use super::tiles::{TileCheck, TileProblem, leaves};
 
+/// Problems listed before the check of a mirror gives up.
+const MAX_PROBLEMS: usize = 10_000;
+
 /// Largest tile or bundle accepted from a server.
 const MAX_TILE: usize = 17 * 1024 * 1024;
 
@@ -346,6 +349,13 @@ pub fn verify(
     let mut epochs = BTreeSet::new();
     let mut problems = Vec::new();
     for id in bundles(size) {
+        if problems.len() >= MAX_PROBLEMS {
+            problems.push(TileProblem {
+                file: mirror.dir().to_path_buf(),
+                problem: format!("more than {MAX_PROBLEMS} problems; not checked further"),
+            });
+            break;
+        }
         let Some((file, data)) = mirror.read_tile(&id)? else {
             problems.push(TileProblem {
                 file: mirror.tile_path(&id),
