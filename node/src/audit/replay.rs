@@ -535,8 +535,6 @@ fn replay_one(name: &str, mirror: &Mirror, opts: &ReplayOptions) -> Result<LogOu
     for (_, cp) in &checkpoints {
         r.push_checkpoint(cp);
     }
-    let mut problems = Vec::new();
-    let mut tiles = opts.check_tiles.then(|| TileCheck::new(mirror, size));
     let bar = if opts.quiet {
         ProgressBar::hidden()
     } else {
@@ -549,45 +547,36 @@ fn replay_one(name: &str, mirror: &Mirror, opts: &ReplayOptions) -> Result<LogOu
         b.set_message("replay");
         b
     };
-    for id in bundles(size) {
-        let Some((file, data)) = mirror.read_tile(&id)? else {
-            problems.push(TileProblem {
-                file: mirror.tile_path(&id),
-                problem: "missing: the replay stops here".into(),
-            });
-            break;
-        };
-        let entries = match parse_entry_bundle(&data) {
-            Ok(e) => e,
-            Err(e) => {
-                problems.push(TileProblem {
-                    file,
-                    problem: format!("not an entry bundle ({e}): the replay stops here"),
-                });
-                break;
+    // A reader thread reads, parses and tile-checks the bundles ahead of the replayer,
+    // through a bounded queue (at most `READ_AHEAD` bundles in memory).
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(READ_AHEAD);
+    let check_tiles = opts.check_tiles;
+    let read = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || read_bundles(mirror, size, check_tiles, &tx));
+        for (data, want) in rx {
+            let Ok(entries) = parse_entry_bundle(&data) else {
+                continue; // the reader checked it
+            };
+            let mut n = 0;
+            for e in entries.into_iter().take(want) {
+                let index = r.entries();
+                r.push_entry(index, e);
+                n += 1;
             }
-        };
-        let want = usize::from(id.width);
-        if entries.len() < want || (!id.is_partial() && entries.len() != want) {
-            problems.push(TileProblem {
-                file: file.clone(),
-                problem: format!("{} entries where {want} are expected", entries.len()),
-            });
+            bar.inc(n);
         }
-        let entries: Vec<&[u8]> = entries.into_iter().take(want).collect();
-        if let Some(t) = tiles.as_mut() {
-            t.bundle(id.index, &leaves(entries.iter().copied()));
-        }
-        for e in &entries {
-            let index = r.entries();
-            r.push_entry(index, e);
-        }
-        bar.inc(entries.len() as u64);
-    }
+        reader.join()
+    });
     bar.finish_and_clear();
-    if let Some(t) = tiles {
-        problems.extend(t.problems);
-    }
+    let problems = match read {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(AuditError::invalid(
+                mirror.dir().display().to_string(),
+                "the bundle reader failed",
+            ));
+        }
+    };
     let report = r.finish(opts.now_ms.unwrap_or_else(now_ms));
     let proofs = proofs(mirror, size, &report);
     Ok(LogOutcome {
@@ -601,6 +590,60 @@ fn replay_one(name: &str, mirror: &Mirror, opts: &ReplayOptions) -> Result<LogOu
         proofs,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Bundles read ahead of the replayer.
+const READ_AHEAD: usize = 8;
+
+/// Reads the bundles of a tree of `size` entries in order, checks them (and the hash tiles
+/// when `check_tiles`), and sends each bundle with the number of entries to take. Stops at
+/// the first missing or unreadable bundle. Returns the problems found.
+fn read_bundles(
+    mirror: &Mirror,
+    size: u64,
+    check_tiles: bool,
+    tx: &std::sync::mpsc::SyncSender<(Vec<u8>, usize)>,
+) -> Result<Vec<TileProblem>, AuditError> {
+    let mut problems = Vec::new();
+    let mut tiles = check_tiles.then(|| TileCheck::new(mirror, size));
+    for id in bundles(size) {
+        let Some((file, data)) = mirror.read_tile(&id)? else {
+            problems.push(TileProblem {
+                file: mirror.tile_path(&id),
+                problem: "missing: the replay stops here".into(),
+            });
+            break;
+        };
+        let want = usize::from(id.width);
+        {
+            let entries = match parse_entry_bundle(&data) {
+                Ok(e) => e,
+                Err(e) => {
+                    problems.push(TileProblem {
+                        file,
+                        problem: format!("not an entry bundle ({e}): the replay stops here"),
+                    });
+                    break;
+                }
+            };
+            if entries.len() < want || (!id.is_partial() && entries.len() != want) {
+                problems.push(TileProblem {
+                    file: file.clone(),
+                    problem: format!("{} entries where {want} are expected", entries.len()),
+                });
+            }
+            if let Some(t) = tiles.as_mut() {
+                t.bundle(id.index, &leaves(entries.into_iter().take(want)));
+            }
+        }
+        if tx.send((data, want)).is_err() {
+            break;
+        }
+    }
+    if let Some(t) = tiles {
+        problems.extend(t.problems);
+    }
+    Ok(problems)
 }
 
 /// Violations about one entry (as opposed to checkpoints).
