@@ -3,6 +3,8 @@
 //!
 //! - [`api`]: the DMS-facing HTTP API (axum): send, inbox, documents, statuses, trace,
 //!   agencies, health, metrics, OpenAPI; bearer tokens per tenant; RFC 9457 problems.
+//! - [`audit`]: the auditor: mirror a central node's log, replay and verify it offline,
+//!   report per agency; [`audit_cli`] is its `lienthong audit` command line.
 //! - [`cli`]: the CLI's client subcommands (send, inbox, show, status, trace, recall,
 //!   agencies) over the HTTP API.
 //! - [`config`]: the node configuration file, overrides and validation.
@@ -22,6 +24,8 @@
 //!   one writer thread with group commit (many batches, one fsync).
 
 pub mod api;
+pub mod audit;
+pub mod audit_cli;
 pub mod cli;
 pub mod config;
 pub mod driver;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use lienthong_node::audit_cli::{self, AuditCommand};
 use lienthong_node::cli::ClientCommand;
 use lienthong_node::config::{Config, FileConfig, Overrides, write_key};
 use lienthong_node::federation::{MemberRequest, transport_keypair};
@@ -80,6 +81,9 @@ enum Command {
     /// Commands for a DMS operator, through the node's HTTP API.
     #[command(flatten)]
     Client(ClientCommand),
+    /// Audit a central node's ledger offline: fetch, replay, report.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Client(command) => client(command, &cli.access),
+        Command::Audit(command) => audit_cli::run(command),
         Command::Init {
             dir,
             tenants,

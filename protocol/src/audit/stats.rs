@@ -92,6 +92,23 @@ impl Latency {
         Some(self.max_ms)
     }
 
+    /// Adds every value of `other` (for totals over several agencies).
+    pub fn merge(&mut self, other: &Latency) {
+        self.count += other.count;
+        self.sum_ms = self.sum_ms.saturating_add(other.sum_ms);
+        self.max_ms = self.max_ms.max(other.max_ms);
+        for &(b, n) in &other.buckets {
+            match self.buckets.binary_search_by_key(&b, |&(k, _)| k) {
+                Ok(i) => {
+                    if let Some((_, m)) = self.buckets.get_mut(i) {
+                        *m += n;
+                    }
+                }
+                Err(i) => self.buckets.insert(i, (b, n)),
+            }
+        }
+    }
+
     /// Median.
     pub fn p50(&self) -> Option<u64> {
         self.quantile(0.5)
@@ -248,6 +265,10 @@ mod tests {
         assert!((p90 - 900_000.0).abs() / 900_000.0 < 0.033, "{p90}");
         assert_eq!(l.quantile(1.0), Some(1_000_000));
         assert_eq!(l.count, 1000);
+        let mut merged = Latency::default();
+        merged.merge(&l);
+        merged.merge(&Latency::default());
+        assert_eq!(merged, l);
         let mut small = Latency::default();
         for v in [5, 1, 3] {
             small.record(v);

@@ -13,6 +13,11 @@ fn b64(bytes: &[u8]) -> String {
     B64.encode(bytes)
 }
 
+/// Serializes bytes (entries, headers, hashes) as base64 in the JSON form.
+fn ser_b64<T: AsRef<[u8]>, S: serde::Serializer>(bytes: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&b64(bytes.as_ref()))
+}
+
 fn missing(expected: u64, seq: u64) -> String {
     if seq == expected + 1 {
         format!("its envelope {expected} is")
@@ -28,7 +33,11 @@ fn missing(expected: u64, seq: u64) -> String {
 /// check the claim: the header verifies (or not) under the sender's key, and an inclusion proof
 /// at `index` ties it to a signed tree head. Checkpoint violations carry the full signed note
 /// text (checkpoint and every signature line).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Serializes (untagged) as an object of the variant's fields, bytes in base64; pair it with
+/// [`Violation::kind`] and [`Violation::position`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[serde(untagged)]
 pub enum Violation {
     /// The caller fed entries out of order: the copy of the log skips or repeats entries.
     #[error(
@@ -43,6 +52,7 @@ pub enum Violation {
     Malformed {
         index: u64,
         error: String,
+        #[serde(serialize_with = "ser_b64")]
         entry: Vec<u8>,
     },
 
@@ -54,6 +64,7 @@ pub enum Violation {
         index: u64,
         sender: AgencyId,
         epoch: u64,
+        #[serde(serialize_with = "ser_b64")]
         header: Vec<u8>,
     },
 
@@ -68,6 +79,7 @@ pub enum Violation {
         epoch: u64,
         issued_ms: u64,
         created_ms: u64,
+        #[serde(serialize_with = "ser_b64")]
         header: Vec<u8>,
     },
 
@@ -80,6 +92,7 @@ pub enum Violation {
         sender: AgencyId,
         seq: u64,
         epoch: u64,
+        #[serde(serialize_with = "ser_b64")]
         header: Vec<u8>,
     },
 
@@ -95,6 +108,7 @@ pub enum Violation {
         expected_seq: u64,
         seq: u64,
         previous_index: Option<u64>,
+        #[serde(serialize_with = "ser_b64")]
         header: Vec<u8>,
     },
 
@@ -111,6 +125,7 @@ pub enum Violation {
         prev: Option<ContentId>,
         expected_prev: ContentId,
         previous_index: u64,
+        #[serde(serialize_with = "ser_b64")]
         header: Vec<u8>,
     },
 
@@ -122,8 +137,10 @@ pub enum Violation {
         sender: AgencyId,
         seq: u64,
         first_index: u64,
+        #[serde(serialize_with = "ser_b64")]
         first_header: Vec<u8>,
         second_index: u64,
+        #[serde(serialize_with = "ser_b64")]
         second_header: Vec<u8>,
     },
 
@@ -148,6 +165,7 @@ pub enum Violation {
         seq: u64,
         last_seq: u64,
         last_index: u64,
+        #[serde(serialize_with = "ser_b64")]
         header: Vec<u8>,
     },
 
@@ -159,6 +177,7 @@ pub enum Violation {
         from: AgencyId,
         code: StatusCode,
         why: String,
+        #[serde(serialize_with = "ser_b64")]
         header: Vec<u8>,
     },
 
@@ -173,6 +192,7 @@ pub enum Violation {
         stage: Stage,
         code: StatusCode,
         why: String,
+        #[serde(serialize_with = "ser_b64")]
         header: Vec<u8>,
     },
 
@@ -185,6 +205,7 @@ pub enum Violation {
         index: u64,
         document: ContentId,
         code: StatusCode,
+        #[serde(serialize_with = "ser_b64")]
         header: Vec<u8>,
     },
 
@@ -196,6 +217,7 @@ pub enum Violation {
     StatusForUnknownDocument {
         index: u64,
         document: ContentId,
+        #[serde(serialize_with = "ser_b64")]
         header: Vec<u8>,
     },
 
@@ -217,6 +239,7 @@ pub enum Violation {
     RosterUnavailable {
         index: u64,
         epoch: u64,
+        #[serde(serialize_with = "ser_b64")]
         digest: [u8; 32],
         reason: String,
     },
@@ -229,6 +252,7 @@ pub enum Violation {
         index: u64,
         epoch: u64,
         problem: String,
+        #[serde(serialize_with = "ser_b64")]
         entry: Vec<u8>,
     },
 
@@ -287,7 +311,9 @@ pub enum Violation {
     )]
     RootMismatch {
         size: u64,
+        #[serde(serialize_with = "ser_b64")]
         checkpoint_root: Hash,
+        #[serde(serialize_with = "ser_b64")]
         replayed_root: Hash,
         note: String,
     },
