@@ -123,8 +123,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
+            // 2 = could not run (usage, configuration, input), as the client and audit
+            // commands use it; 1 is reserved for a verdict (audit violations).
             eprintln!("lienthong: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }
