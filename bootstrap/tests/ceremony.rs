@@ -452,7 +452,12 @@ async fn publish_with_binary(url: String, file: PathBuf) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_central_node_relays_holds_custody_and_gossips_published_revocations() {
-    let (a, b) = (agency("000.00.00.G01"), agency("000.00.00.H41"));
+    // A ministry (A) and one of its departments (C) share a node; B is a province.
+    let (a, b, c) = (
+        agency("000.00.00.G01"),
+        agency("000.00.00.H41"),
+        agency("000.00.01.G01"),
+    );
     let specs = [
         NodeSpec {
             name: "central-a".into(),
@@ -463,7 +468,10 @@ async fn the_central_node_relays_holds_custody_and_gossips_published_revocations
         NodeSpec {
             name: "ministry".into(),
             central: false,
-            tenants: vec![(a.clone(), "Ministry".into())],
+            tenants: vec![
+                (a.clone(), "Ministry".into()),
+                (c.clone(), "Ministry department".into()),
+            ],
             port: free_port(),
         },
         NodeSpec {
@@ -478,16 +486,20 @@ async fn the_central_node_relays_holds_custody_and_gossips_published_revocations
     let dirs: Vec<_> = specs.iter().map(|_| tempfile::tempdir().unwrap()).collect();
 
     // The central node: the ledger with its relay, as `lienthong-bootstrap run` starts it.
-    let c = &fed.nodes[0];
+    let generated = &fed.nodes[0];
     let mut config = Config::new(
         "test",
         "central-a",
         dirs[0].path().to_path_buf(),
-        ed25519_dalek::SigningKey::from_bytes(&c.log_seed.unwrap()),
+        ed25519_dalek::SigningKey::from_bytes(&generated.log_seed.unwrap()),
         ed25519_dalek::SigningKey::from_bytes(&[77; 32]),
     )
     .unwrap();
-    let mut relay = RelaySetup::new(c.transport_seed, fed.genesis.clone(), vec![c.addr.clone()]);
+    let mut relay = RelaySetup::new(
+        generated.transport_seed,
+        fed.genesis.clone(),
+        vec![generated.addr.clone()],
+    );
     let mut timings = RelayConfig::new(String::new());
     timings.custody_after_ms = 1_000;
     timings.retry_base_ms = 200;
@@ -497,7 +509,7 @@ async fn the_central_node_relays_holds_custody_and_gossips_published_revocations
     let central = CentralNode::start(config).await.unwrap();
     let url = format!("http://{}", central.local_addr());
     let relay = central.relay().unwrap();
-    assert_eq!(relay.peer_id(), c.peer_id);
+    assert_eq!(relay.peer_id(), generated.peer_id);
     let start = |i: usize| {
         let setup = fed.setup(i, dirs[i].path()).unwrap();
         async move {
@@ -578,10 +590,12 @@ async fn the_central_node_relays_holds_custody_and_gossips_published_revocations
     // Subscriptions travel right after the connection; give them a heartbeat or two.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
 
-    // A revocation of A signed by one root key is refused by the central node …
+    // A revocation of C signed by one root key is refused by the central node … (C, not
+    // A: a node whose every agency is revoked is cut off by the allow-list at once, so it
+    // would never hear of its own revocation.)
     let revoke = |r: &mut lienthong_protocol::roster::Roster| {
         for e in &mut r.agencies {
-            if e.id == a {
+            if e.id == c {
                 e.state = AgencyState::Revoked;
             }
         }
@@ -625,19 +639,34 @@ async fn the_central_node_relays_holds_custody_and_gossips_published_revocations
     let (ok, out) = publish_with_binary(url.clone(), strong_file).await;
     assert!(ok, "{out}");
 
-    // The revoked agency can no longer send.
+    assert_eq!(
+        node_b.roster().borrow().active_agency(&c),
+        Err(RosterError::Revoked(c.clone()))
+    );
+
+    // The revoked agency can no longer send; its co-hosted ministry still can.
     let refused = node_a
         .send_path()
         .send_document(
-            &a,
+            &c,
             Kind::Document,
             Routing::default(),
-            &example_document(&a, std::slice::from_ref(&b), "Sau khi bị thu hồi"),
+            &example_document(&c, std::slice::from_ref(&b), "Sau khi bị thu hồi"),
         )
         .await;
     assert!(refused.is_err(), "{refused:?}");
     let message = refused.unwrap_err().to_string();
     assert!(message.contains("revoked"), "{message}");
+    node_a
+        .send_path()
+        .send_document(
+            &a,
+            Kind::Document,
+            Routing::default(),
+            &example_document(&a, std::slice::from_ref(&b), "Vẫn gửi được"),
+        )
+        .await
+        .unwrap();
 
     node_a.shutdown().await;
     node_b.shutdown().await;
