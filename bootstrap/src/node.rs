@@ -284,11 +284,8 @@ async fn start_relay(setup: RelaySetup, dir: std::path::PathBuf) -> Result<Relay
     })
     .await?;
     let roster = node.roster().borrow().clone();
-    if !roster
-        .central
-        .iter()
-        .any(|c| c.peer_id == peer_id.to_string())
-    {
+    let this = peer_id.to_string();
+    if !roster.central.iter().any(|c| c.peer_id == this) {
         tracing::warn!(%peer_id, epoch = roster.epoch,
             "this node's peer id is not a central node of the roster in force: agency nodes will not connect to it");
     }
