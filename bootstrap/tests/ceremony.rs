@@ -228,6 +228,71 @@ fn genesis_admission_revocation_and_succession_through_the_library() {
     }
 }
 
+#[test]
+fn proposals_rotate_suspend_reinstate_and_change_central_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut rng = ChaCha20Rng::seed_from_u64(10);
+    let root = SigningKey::generate(&mut rng);
+    let members = ceremony::read_members(&member_file(d, "000.00.00.H41", &mut rng)).unwrap();
+    let mut genesis = ceremony::genesis(GenesisSpec {
+        federation: "f".into(),
+        threshold: 1,
+        root_keys: vec![root.verifying_key()],
+        members,
+        central: vec![ceremony::read_central(&central_file(d, "central-a", &mut rng)).unwrap()],
+        witness_quorum: None,
+        issued_ms: 1,
+    })
+    .unwrap();
+    genesis.sign(&root);
+    let mut book = RosterBook::genesis(genesis).unwrap();
+    let mut step = |changes: Vec<Change>| {
+        let mut next = ceremony::propose(book.current(), changes, 2).unwrap();
+        next.sign(&root);
+        book.apply(next).unwrap().clone()
+    };
+    let h41 = agency("000.00.00.H41");
+
+    // Rotation: new keys and node, same standing.
+    let rotated = ceremony::read_members(&member_file(d, "000.00.00.H41", &mut rng)).unwrap();
+    let new_key = rotated[0].signing_key;
+    let r = step(rotated.into_iter().map(Change::Rotate).collect());
+    assert_eq!(r.agency(&h41).unwrap().signing_key, new_key);
+    assert_eq!(r.agency(&h41).unwrap().state, AgencyState::Active);
+
+    let r = step(vec![Change::Suspend(h41.clone())]);
+    assert_eq!(
+        r.active_agency(&h41),
+        Err(RosterError::Suspended(h41.clone()))
+    );
+    let r = step(vec![Change::Reinstate(h41.clone())]);
+    r.active_agency(&h41).unwrap();
+
+    // Central nodes come and go; the witness quorum stays within the others' count.
+    let r = step(vec![Change::AddCentral(
+        ceremony::read_central(&central_file(d, "central-b", &mut rng)).unwrap(),
+    )]);
+    assert_eq!(r.central.len(), 2);
+    let r = step(vec![Change::RemoveCentral("central-a".into())]);
+    assert_eq!(r.central[0].name, "central-b");
+    assert_eq!(r.federation.witness_quorum, 0);
+    assert_eq!(r.epoch, 6);
+
+    // Admitting a member twice, or an unknown central node, is refused.
+    let again = ceremony::read_members(&member_file(d, "000.00.00.H41", &mut rng)).unwrap();
+    let err = ceremony::propose(&r, again.into_iter().map(Change::Admit).collect(), 3)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("already a member"), "{err}");
+    let err = ceremony::propose(&r, vec![Change::RemoveCentral("nope".into())], 3)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no central node named nope"), "{err}");
+    let err = ceremony::propose(&r, vec![], 3).unwrap_err().to_string();
+    assert!(err.contains("at least one change"), "{err}");
+}
+
 fn bin() -> Command {
     Command::cargo_bin("lienthong-bootstrap").unwrap()
 }
