@@ -25,7 +25,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs the central node's ledger: log, checkpoints, tiles over HTTP, witnessing.
+    /// Runs the central node: the ledger (log, checkpoints, tiles over HTTP, witnessing) and
+    /// the relay (bootstrap peer, custodian, circuit relay server, roster in force).
     Run {
         /// The configuration file (TOML).
         #[arg(long, env = "LIENTHONG_BOOTSTRAP_CONFIG")]
