@@ -26,8 +26,7 @@ use lienthong_node::federation::MemberRequest;
 use lienthong_protocol::agency::AgencyId;
 use lienthong_protocol::keys::{KeyFile, SigningKey, VerifyingKey};
 use lienthong_protocol::roster::{
-    AgencyEntry, AgencyState, CentralNode, Federation, MAX_ROSTER_LEN, Roster, RosterError,
-    SignedRoster,
+    AgencyEntry, AgencyState, CentralNode, Federation, MAX_ROSTER_LEN, Roster, SignedRoster,
 };
 use serde::{Deserialize, Serialize};
 
@@ -730,13 +729,4 @@ pub async fn publish(
         return Err(err(format!("refused ({status}): {detail}")));
     }
     serde_json::from_str(&text).map_err(|e| err(format!("unreadable answer: {e}")))
-}
-
-/// Why a roster was refused, for callers that check locally (kept beside the ceremony so
-/// the CLI can explain a short signature count before publishing).
-///
-/// # Errors
-/// The [`RosterError`] of [`SignedRoster::check_signatures`].
-pub fn check_complete(signed: &SignedRoster, trusted: &Roster) -> Result<(), RosterError> {
-    signed.check_signatures(&trusted.federation)
 }
