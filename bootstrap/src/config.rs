@@ -10,6 +10,11 @@
 //! witness_key = "witness.key"        # a separate KeyFile for cosigning the other logs
 //! checkpoint_interval_ms = 1000      # at most 1000 (DESIGN §6)
 //! witness_poll_interval_ms = 1000
+//! transport_key = "transport.key"    # KeyFile (ed25519-transport), 0600: the libp2p identity
+//! genesis_roster = "roster.cbor"     # the signed genesis roster (k of n root signatures)
+//! p2p_listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+//! relay_max_reservations_per_peer = 4  # circuit relay v2 server limits (optional)
+//! relay_max_circuits_per_peer = 8
 //!
 //! [[peers]]                          # every other central node's log
 //! name = "central-b"
@@ -22,8 +27,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use libp2p::Multiaddr;
+use lienthong_node::net::RelayLimits;
 use lienthong_protocol::keys::{KeyFile, KeyFileKind};
 use lienthong_protocol::ledger::log_origin;
+use lienthong_protocol::roster::{RosterBook, SignedRoster};
 use lienthong_protocol::signed_note::{Ed25519Signer, Ed25519Verifier, is_valid_name};
 use lienthong_protocol::tlog_cosignature::{Cosigner, CosignerKey};
 use serde::Deserialize;
@@ -84,6 +92,19 @@ pub struct FileConfig {
     pub max_group: usize,
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
+    /// The libp2p identity of the relay (required; `Option` only to explain its absence).
+    #[serde(default)]
+    pub transport_key: Option<PathBuf>,
+    /// The signed genesis roster (required).
+    #[serde(default)]
+    pub genesis_roster: Option<PathBuf>,
+    /// libp2p listen addresses (required).
+    #[serde(default)]
+    pub p2p_listen: Option<Vec<String>>,
+    #[serde(default)]
+    pub relay_max_reservations_per_peer: Option<usize>,
+    #[serde(default)]
+    pub relay_max_circuits_per_peer: Option<usize>,
 }
 
 fn default_checkpoint_ms() -> u64 {
@@ -117,6 +138,36 @@ pub struct PeerConfig {
     pub witness_key: String,
 }
 
+/// The relay half of a central node: a `lienthong_node` node with no tenants (bootstrap
+/// peer, custodian, circuit relay v2 server, roster gossip).
+#[derive(Debug)]
+pub struct RelaySetup {
+    /// Seed of the libp2p Ed25519 identity.
+    pub transport_seed: zeroize::Zeroizing<[u8; 32]>,
+    /// The trusted genesis roster (checked: k of n of its own root keys).
+    pub genesis: SignedRoster,
+    /// libp2p listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// The circuit relay server's limits.
+    pub limits: RelayLimits,
+    /// Relay core tunables (custody and retry timings); defaults when `None`.
+    pub relay: Option<lienthong_protocol::relay::RelayConfig>,
+}
+
+impl RelaySetup {
+    /// A relay with default limits.
+    #[must_use]
+    pub fn new(transport_seed: [u8; 32], genesis: SignedRoster, listen: Vec<Multiaddr>) -> Self {
+        Self {
+            transport_seed: zeroize::Zeroizing::new(transport_seed),
+            genesis,
+            listen,
+            limits: RelayLimits::default(),
+            relay: None,
+        }
+    }
+}
+
 /// Flags that override the file.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -141,6 +192,9 @@ pub struct Config {
     pub request_timeout: Duration,
     pub proof_wait: Duration,
     pub log: LogConfig,
+    /// The relay (always set from a file; `None` runs the ledger alone, for tests and
+    /// tools: such a node has no roster in force and logs the rosters it is given).
+    pub relay: Option<RelaySetup>,
 }
 
 /// The witness key name of a central node: `<origin>/witness`.
@@ -188,6 +242,7 @@ impl Config {
             request_timeout: Duration::from_millis(default_timeout_ms()),
             proof_wait: Duration::from_millis(default_proof_wait_ms()),
             log: LogConfig::default(),
+            relay: None,
         })
     }
 
@@ -336,8 +391,97 @@ impl Config {
         for p in &file.peers {
             c.add_peer(&p.name, &p.url, &p.log_key, &p.witness_key)?;
         }
+        c.relay = Some(relay_setup(&file, base, &origin)?);
         Ok(c)
     }
+}
+
+/// The relay settings, each required, with a message that tells an operator of an older
+/// ledger-only configuration what to add.
+fn relay_setup(file: &FileConfig, base: &Path, origin: &str) -> Result<RelaySetup, ConfigError> {
+    let missing = |setting: &str, example: &str| {
+        invalid(
+            origin,
+            setting,
+            format!(
+                "is missing: a central node also runs the libp2p relay and needs \
+                 `transport_key` (`lienthong-bootstrap keygen` writes transport.key), \
+                 `genesis_roster` (the signed genesis roster file) and `p2p_listen`; \
+                 e.g. {setting} = {example}"
+            ),
+        )
+    };
+    let transport_path = base.join(
+        file.transport_key
+            .as_ref()
+            .ok_or_else(|| missing("transport_key", "\"transport.key\""))?,
+    );
+    let roster_path = base.join(
+        file.genesis_roster
+            .as_ref()
+            .ok_or_else(|| missing("genesis_roster", "\"roster.cbor\""))?,
+    );
+    let listen = file
+        .p2p_listen
+        .as_ref()
+        .ok_or_else(|| missing("p2p_listen", "[\"/ip4/0.0.0.0/tcp/4001\"]"))?;
+    let listen = listen
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.parse::<Multiaddr>().map_err(|e| {
+                invalid(
+                    origin,
+                    &format!("p2p_listen[{i}]"),
+                    format!("is `{a}`, not a multiaddr ({e}); e.g. /ip4/0.0.0.0/tcp/4001"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if listen.is_empty() {
+        return Err(invalid(
+            origin,
+            "p2p_listen",
+            "is empty; list at least one address, e.g. [\"/ip4/0.0.0.0/tcp/4001\"]",
+        ));
+    }
+    let transport = load_key_of(&transport_path, KeyFileKind::Transport)?;
+    let roster_err = |message: String| ConfigError::Parse {
+        path: roster_path.clone(),
+        message,
+    };
+    let bytes = std::fs::read(&roster_path).map_err(|source| ConfigError::Read {
+        path: roster_path.clone(),
+        source,
+    })?;
+    let genesis = SignedRoster::decode(&bytes)
+        .map_err(|e| roster_err(format!("not a signed roster: {e}")))?;
+    RosterBook::genesis(genesis.clone())
+        .map_err(|e| roster_err(format!("not a trustworthy genesis roster: {e}")))?;
+    let mut limits = RelayLimits::default();
+    if let Some(v) = file.relay_max_reservations_per_peer {
+        if !(1..=64).contains(&v) {
+            return Err(invalid(
+                origin,
+                "relay_max_reservations_per_peer",
+                "must be 1..=64",
+            ));
+        }
+        limits.max_reservations_per_peer = v;
+    }
+    if let Some(v) = file.relay_max_circuits_per_peer {
+        if !(1..=256).contains(&v) {
+            return Err(invalid(
+                origin,
+                "relay_max_circuits_per_peer",
+                "must be 1..=256",
+            ));
+        }
+        limits.max_circuits_per_peer = v;
+    }
+    let mut setup = RelaySetup::new(*transport, genesis, listen);
+    setup.limits = limits;
+    Ok(setup)
 }
 
 fn check_names(origin: &str, federation: &str, name: &str) -> Result<(), ConfigError> {
@@ -367,6 +511,18 @@ fn check_names(origin: &str, federation: &str, name: &str) -> Result<(), ConfigE
 /// # Errors
 /// [`ConfigError::Key`] naming the file and the problem.
 pub fn load_key(path: &Path) -> Result<ed25519_dalek::SigningKey, ConfigError> {
+    let secret = load_key_of(path, KeyFileKind::Signing)?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&secret))
+}
+
+/// Loads a key file of `kind` (its 32-byte secret), refusing one readable by others.
+///
+/// # Errors
+/// [`ConfigError::Key`] naming the file and the problem.
+pub fn load_key_of(
+    path: &Path,
+    kind: KeyFileKind,
+) -> Result<zeroize::Zeroizing<[u8; 32]>, ConfigError> {
     let err = |problem: String| ConfigError::Key {
         path: path.to_path_buf(),
         problem,
@@ -387,10 +543,15 @@ pub fn load_key(path: &Path) -> Result<ed25519_dalek::SigningKey, ConfigError> {
     let text =
         zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?);
     let file = KeyFile::parse(&text).map_err(|e| err(e.to_string()))?;
-    if file.kind != KeyFileKind::Signing {
-        return Err(err("must be an ed25519-signing key".into()));
+    if file.kind != kind {
+        let label = match kind {
+            KeyFileKind::Signing => "an ed25519-signing",
+            KeyFileKind::Encryption => "an x25519-encryption",
+            KeyFileKind::Transport => "an ed25519-transport",
+        };
+        return Err(err(format!("must be {label} key")));
     }
-    Ok(ed25519_dalek::SigningKey::from_bytes(&file.secret))
+    Ok(file.secret)
 }
 
 /// Writes a new signing key file with mode 0600, refusing to overwrite one.
@@ -442,6 +603,35 @@ mod tests {
             &ed25519_dalek::SigningKey::from_bytes(&[2; 32]),
         )
         .unwrap();
+        lienthong_node::config::write_key(
+            &dir.join("transport.key"),
+            &KeyFile::transport("a", &[3; 32]),
+        )
+        .unwrap();
+        std::fs::write(dir.join("roster.cbor"), genesis(1)).unwrap();
+    }
+
+    /// A genesis roster signed by `signers` of its one root key… or by none.
+    fn genesis(signers: usize) -> Vec<u8> {
+        use lienthong_protocol::roster::{Federation, Roster};
+        let root = lienthong_protocol::keys::SigningKey::from_seed(&[9; 32]);
+        let roster = Roster {
+            epoch: 1,
+            issued_ms: 0,
+            federation: Federation {
+                name: "f".into(),
+                threshold: 1,
+                root_keys: vec![root.verifying_key()],
+                witness_quorum: 0,
+            },
+            agencies: vec![],
+            central: vec![],
+        };
+        let mut signed = SignedRoster::propose(&roster).unwrap();
+        if signers > 0 {
+            signed.sign(&root);
+        }
+        signed.to_bytes().unwrap()
     }
 
     fn peer_keys() -> (String, String) {
@@ -456,7 +646,14 @@ mod tests {
         (b.log_vkey(), b.witness_vkey())
     }
 
+    const RELAY: &str = "transport_key = \"transport.key\"\ngenesis_roster = \"roster.cbor\"\n\
+                         p2p_listen = [\"/ip4/127.0.0.1/tcp/0\"]\n";
+
     fn write(dir: &Path, extra: &str) -> PathBuf {
+        write_with(dir, &format!("{RELAY}{extra}"))
+    }
+
+    fn write_with(dir: &Path, extra: &str) -> PathBuf {
         let (log, witness) = peer_keys();
         let text = format!(
             "federation = \"f\"\nname = \"a\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\
@@ -492,6 +689,65 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn the_relay_settings_are_required_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        setup(dir.path());
+        let c = Config::load(&write(dir.path(), ""), &Overrides::default()).unwrap();
+        let relay = c.relay.unwrap();
+        assert_eq!(relay.listen.len(), 1);
+        assert_eq!(relay.limits.max_reservations_per_peer, 4);
+
+        // An older ledger-only configuration is told what to add.
+        let err = Config::load(&write_with(dir.path(), ""), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`transport_key` is missing") && err.contains("keygen"),
+            "{err}"
+        );
+        let err = Config::load(
+            &write_with(dir.path(), "transport_key = \"transport.key\""),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`genesis_roster` is missing"), "{err}");
+
+        // A genesis roster short of its threshold is refused, naming the file.
+        std::fs::write(dir.path().join("roster.cbor"), genesis(0)).unwrap();
+        let err = Config::load(&write(dir.path(), ""), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("roster.cbor") && err.contains("0 valid root signatures"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("roster.cbor"), genesis(1)).unwrap();
+        // The transport key must be a transport key.
+        let err = Config::load(
+            &write_with(
+                dir.path(),
+                "transport_key = \"log.key\"\ngenesis_roster = \"roster.cbor\"\n\
+                 p2p_listen = [\"/ip4/127.0.0.1/tcp/0\"]",
+            ),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("log.key") && err.contains("ed25519-transport"),
+            "{err}"
+        );
+        let err = Config::load(
+            &write(dir.path(), "relay_max_circuits_per_peer = 0"),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("relay_max_circuits_per_peer"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! | `GET /tile/<L>/<N>[.p/<W>]`           | hash tile (immutable: long cache lifetime)                |
 //! | `GET /tile/entries/<N>[.p/<W>]`       | entry bundle (immutable: long cache lifetime)             |
 //! | `POST /add[?wait=false]`              | body = entry bytes; `{index, duplicate, checkpoint?, proof?}` |
-//! | `POST /roster`                        | body = signed roster; stored, its entry appended; as `/add` |
+//! | `POST /roster`                        | body = signed roster; verified against the roster in force (k of n), applied to the relay (which gossips it), stored, its entry appended; as `/add` |
+//! | `GET /roster`                         | the signed roster in force (CBOR)                         |
 //! | `GET /roster/<epoch>`                 | a stored signed roster                                    |
 //! | `GET /proof/inclusion?index=&size=`   | `{index, size, proof: [base64 hash]}`                     |
 //! | `GET /proof/consistency?old=&new=`    | `{old, new, proof: [base64 hash]}`                        |
@@ -29,9 +30,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use lienthong_node::node::{Node as RelayNode, NodeError as RelayError};
 use lienthong_protocol::ledger::MAX_ENTRY_LEN;
 use lienthong_protocol::rfc6962::Hash;
-use lienthong_protocol::roster::MAX_ROSTER_LEN;
+use lienthong_protocol::roster::{MAX_ROSTER_LEN, RosterError, SignedRoster};
 use lienthong_protocol::signed_note::MAX_NOTE_BYTES;
 use lienthong_protocol::tlog_tiles::{TileId, TileKind};
 use serde::{Deserialize, Serialize};
@@ -49,6 +51,9 @@ pub struct AppState {
     pub log: Arc<Log>,
     pub checkpoints: Arc<Checkpoints>,
     pub witness: Arc<Witness>,
+    /// The relay, which keeps the roster in force (`None`: a ledger-only node, which logs
+    /// the rosters it is given without a roster to check them against).
+    pub relay: Option<Arc<RelayNode>>,
     /// How long `POST /add` waits for a checkpoint covering the entry.
     pub proof_wait: Duration,
 }
@@ -232,7 +237,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/checkpoint", get(checkpoint))
         .route("/tile/{*path}", get(tile))
         .route("/add", post(add))
-        .route("/roster", post(add_roster))
+        .route("/roster", post(add_roster).get(current_roster))
         .route("/roster/{epoch}", get(roster))
         .route("/proof/inclusion", get(inclusion))
         .route("/proof/consistency", get(consistency))
@@ -343,10 +348,81 @@ async fn add_roster(
 ) -> Result<Response, Problem> {
     let Query(q) = q.map_err(|e| Problem::bad_request(e.body_text()))?;
     let bytes = read_body(req, MAX_ROSTER_LEN).await?;
+    if let Some(relay) = &s.relay {
+        put_in_force(relay, &bytes).await?;
+    }
     let log = Arc::clone(&s.log);
     let sub = blocking(move || log.prepare_roster(&bytes).map_err(Problem::from)).await?;
     let receipt = s.log.append_roster(sub).await?;
     answer(&s, receipt, q.wait.unwrap_or(true)).await
+}
+
+/// Verifies a posted roster against the roster in force and applies it (the relay
+/// persists and gossips it). Re-posting the epoch in force is accepted (idempotent).
+async fn put_in_force(relay: &RelayNode, bytes: &[u8]) -> Result<(), Problem> {
+    let refused = |status, slug, title, e: &dyn std::fmt::Display| {
+        Problem::new(status, slug, title, format!("roster refused: {e}"))
+    };
+    let signed = SignedRoster::decode(bytes).map_err(|e| {
+        refused(
+            StatusCode::BAD_REQUEST,
+            "invalid-roster",
+            "Invalid roster",
+            &e,
+        )
+    })?;
+    match relay.apply_roster(signed.clone()).await {
+        Ok(epoch) => {
+            tracing::info!(epoch, "roster epoch published and in force");
+            Ok(())
+        }
+        Err(RelayError::Roster(e @ RosterError::Stale { .. })) => {
+            if relay.signed_roster().await == signed {
+                Ok(())
+            } else {
+                Err(refused(
+                    StatusCode::CONFLICT,
+                    "stale-roster",
+                    "Roster epoch not newer",
+                    &e,
+                ))
+            }
+        }
+        Err(RelayError::Roster(
+            e @ (RosterError::Threshold { .. } | RosterError::UnknownSigner(_)),
+        )) => Err(refused(
+            StatusCode::FORBIDDEN,
+            "roster-signatures",
+            "Not signed by k of n root keys of the roster in force",
+            &e,
+        )),
+        Err(RelayError::Roster(e)) => Err(refused(
+            StatusCode::BAD_REQUEST,
+            "invalid-roster",
+            "Invalid roster",
+            &e,
+        )),
+        Err(e) => Err(Problem::internal(e)),
+    }
+}
+
+async fn current_roster(State(s): State<Arc<AppState>>) -> Result<Response, Problem> {
+    let relay = s.relay.as_ref().ok_or_else(|| {
+        Problem::not_found("this node runs no relay and keeps no roster in force")
+    })?;
+    let bytes = relay
+        .signed_roster()
+        .await
+        .to_bytes()
+        .map_err(Problem::internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/cbor"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 async fn roster(

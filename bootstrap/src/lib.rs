@@ -6,9 +6,11 @@
 //! - [`checkpoint`]: signed checkpoints of the log and the cosignatures collected on them.
 //! - [`witness`]: polling, checking and cosigning the other central nodes' logs; alarms.
 //! - [`http`]: the C2SP tlog-tiles HTTP interface, submissions, proofs, witnessing.
+//! - [`ceremony`]: roster ceremonies (genesis, proposals, k-of-n signing, publishing).
 //! - [`config`]: TOML configuration and key files.
 //! - [`node`]: all of the above started and stopped together.
 
+pub mod ceremony;
 pub mod checkpoint;
 pub mod config;
 pub mod http;

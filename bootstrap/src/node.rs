@@ -1,9 +1,17 @@
-//! A running central node's ledger: the database, the log and its writer thread, the
-//! checkpointer, the witness and the HTTP server, started together and stopped together.
+//! A running central node: the ledger (the database, the log and its writer thread, the
+//! checkpointer, the witness, the HTTP server) and the relay (a `lienthong_node` node with
+//! no tenants: bootstrap peer, custodian for store-and-forward, circuit relay v2 server,
+//! roster gossip), started together and stopped together.
 //!
-//! Shutdown: one `watch` flag tells the checkpointer, the witness tasks and the server
-//! (graceful: in-flight requests finish) to stop; then the log's writer drains its queue and
-//! exits, and the database closes when the last handle is dropped.
+//! The relay owns the roster in force: `POST /roster` applies an epoch through
+//! [`lienthong_node::node::Node::apply_roster`] (k of n root signatures of the epoch in
+//! force, persisted, gossiped), and a task logs every epoch the relay puts in force (the
+//! genesis at start, epochs posted here or gossiped by others) in the ledger.
+//!
+//! Shutdown: one `watch` flag tells the checkpointer, the witness tasks, the roster logger
+//! and the server (graceful: in-flight requests finish) to stop; then the relay stops, the
+//! log's writer drains its queue and exits, and the database closes when the last handle is
+//! dropped.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,8 +21,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use lienthong_node::federation::transport_keypair;
+use lienthong_node::net::NetConfig;
+use lienthong_node::node::{Node as RelayNode, NodeError as RelayError, NodeSetup};
+use lienthong_protocol::relay::RelayConfig;
+use lienthong_protocol::roster::SignedRoster;
+
 use crate::checkpoint::{CheckpointIssueError, Checkpoints};
-use crate::config::Config;
+use crate::config::{Config, RelaySetup};
 use crate::http::{AppState, router};
 use crate::log::{Log, LogError};
 use crate::store::{Store, StoreError};
@@ -45,6 +59,8 @@ pub enum NodeError {
     },
     #[error("start-up task failed: {0}")]
     Task(String),
+    #[error("relay: {0}")]
+    Relay(#[from] RelayError),
 }
 
 /// A running node.
@@ -55,6 +71,7 @@ pub struct Node {
     log: Arc<Log>,
     checkpoints: Arc<Checkpoints>,
     witness: Arc<Witness>,
+    relay: Option<Arc<RelayNode>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -95,8 +112,10 @@ impl Node {
             request_timeout,
             proof_wait,
             log: log_config,
+            relay: relay_setup,
             ..
         } = config;
+        let relay_dir = data_dir.join("relay");
         let witnesses = peers.iter().map(|p| p.witness_key.clone()).collect();
         let o = origin.clone();
         let (log, checkpoints, witness) = tokio::task::spawn_blocking(move || {
@@ -115,8 +134,20 @@ impl Node {
         .await
         .map_err(|e| NodeError::Task(e.to_string()))??;
 
+        let relay = match relay_setup {
+            Some(setup) => Some(Arc::new(start_relay(setup, relay_dir).await?)),
+            None => None,
+        };
+
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();
+        if let Some(relay) = &relay {
+            tasks.push(tokio::spawn(log_rosters(
+                Arc::clone(relay),
+                Arc::clone(&log),
+                rx.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(Arc::clone(&checkpoints).run(
             Arc::clone(&log),
             checkpoint_interval,
@@ -129,6 +160,7 @@ impl Node {
             log: Arc::clone(&log),
             checkpoints: Arc::clone(&checkpoints),
             witness: Arc::clone(&witness),
+            relay: relay.clone(),
             proof_wait,
         }));
         let mut stop = rx;
@@ -147,6 +179,7 @@ impl Node {
             log,
             checkpoints,
             witness,
+            relay,
             shutdown,
             tasks,
         })
@@ -182,11 +215,38 @@ impl Node {
         &self.witness
     }
 
+    /// The relay (`None` on a ledger-only node).
+    #[must_use]
+    pub fn relay(&self) -> Option<&Arc<RelayNode>> {
+        self.relay.as_ref()
+    }
+
     /// Stops everything and closes the database (waits up to 10 s for stray handles).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        if let Some(relay) = self.relay {
+            // The HTTP server and the roster logger held the other handles; both stopped.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            let mut relay = relay;
+            loop {
+                match Arc::try_unwrap(relay) {
+                    Ok(node) => {
+                        node.shutdown().await;
+                        break;
+                    }
+                    Err(still_shared) if tokio::time::Instant::now() < deadline => {
+                        relay = still_shared;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err(_) => {
+                        tracing::error!("relay still in use after 10 s; not stopped cleanly");
+                        break;
+                    }
+                }
+            }
         }
         self.log.close().await;
         let store = Arc::downgrade(self.log.store());
@@ -198,5 +258,76 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tracing::info!(origin = %self.origin, "central node ledger stopped");
+    }
+}
+
+/// Starts the relay: a node with no tenants, a relay server, its store under `dir`.
+async fn start_relay(setup: RelaySetup, dir: std::path::PathBuf) -> Result<RelayNode, NodeError> {
+    let transport = transport_keypair(&setup.transport_seed);
+    let peer_id = transport.public().to_peer_id();
+    let relay = setup
+        .relay
+        .unwrap_or_else(|| RelayConfig::new(peer_id.to_string()));
+    let node = RelayNode::start(NodeSetup {
+        data_dir: dir,
+        transport,
+        tenants: Vec::new(),
+        genesis: setup.genesis,
+        net: NetConfig {
+            listen: setup.listen,
+            relay_server: true,
+            relay_limits: setup.limits,
+            ..NetConfig::default()
+        },
+        relay,
+        bootstrap: Vec::new(),
+        // No tenants: nothing of its own to submit; it still checks and gossips the logs'
+        // checkpoints it sees.
+        ledger: lienthong_node::ledger::LedgerConfig::default(),
+    })
+    .await?;
+    let roster = node.roster().borrow().clone();
+    let this = peer_id.to_string();
+    if !roster.central.iter().any(|c| c.peer_id == this) {
+        tracing::warn!(%peer_id, epoch = roster.epoch,
+            "this node's peer id is not a central node of the roster in force: agency nodes will not connect to it");
+    }
+    Ok(node)
+}
+
+/// Logs `signed` in the ledger (a duplicate of an epoch already logged is fine).
+async fn log_roster(log: &Arc<Log>, signed: &SignedRoster) {
+    let bytes = match signed.to_bytes() {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode the roster in force");
+            return;
+        }
+    };
+    let l = Arc::clone(log);
+    let prepared = tokio::task::spawn_blocking(move || l.prepare_roster(&bytes)).await;
+    let result = match prepared {
+        Ok(Ok(sub)) => log.append_roster(sub).await.map(|_| ()),
+        Ok(Err(e)) => Err(e),
+        Err(e) => {
+            tracing::error!(error = %e, "roster logging task failed");
+            return;
+        }
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "roster epoch not logged");
+    }
+}
+
+/// Logs every roster epoch the relay puts in force, until shutdown.
+async fn log_rosters(relay: Arc<RelayNode>, log: Arc<Log>, mut stop: watch::Receiver<bool>) {
+    let mut epochs = relay.roster();
+    loop {
+        epochs.mark_unchanged();
+        log_roster(&log, &relay.signed_roster().await).await;
+        tokio::select! {
+            changed = epochs.changed() => if changed.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }

@@ -147,9 +147,22 @@ pub fn build(
             .with_max_concurrent_streams(config.max_streams_per_connection),
     );
 
-    let relay_server = config
-        .relay_server
-        .then(|| relay::Behaviour::new(peer_id, relay::Config::default()));
+    let relay_server = config.relay_server.then(|| {
+        let l = &config.relay_limits;
+        // libp2p's defaults keep their per-peer and per-IP rate limiters; the counts and
+        // sizes are ours.
+        let relay_config = relay::Config {
+            max_reservations: l.max_reservations,
+            max_reservations_per_peer: l.max_reservations_per_peer,
+            reservation_duration: l.reservation_duration,
+            max_circuits: l.max_circuits,
+            max_circuits_per_peer: l.max_circuits_per_peer,
+            max_circuit_duration: l.max_circuit_duration,
+            max_circuit_bytes: l.max_circuit_bytes,
+            ..relay::Config::default()
+        };
+        relay::Behaviour::new(peer_id, relay_config)
+    });
 
     Ok(Behaviour {
         allow: allow_block_list::Behaviour::default(),

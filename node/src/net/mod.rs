@@ -108,6 +108,8 @@ pub struct NetConfig {
     pub topics: Vec<String>,
     /// Also run a circuit relay v2 server (central nodes, tests).
     pub relay_server: bool,
+    /// The relay server's limits (per peer and in total).
+    pub relay_limits: RelayLimits,
     /// Close connections with nothing to do after this long.
     pub idle_connection_timeout: Duration,
     /// Timeout of a relay request (inbound and outbound).
@@ -148,6 +150,41 @@ pub struct NetConfig {
     pub ban_duration: Duration,
 }
 
+/// Limits of the circuit relay v2 server ([`NetConfig::relay_server`]): reservations are
+/// what a node behind NAT holds to be reachable through the relay; circuits are relayed
+/// connections, bounded in time and bytes (DCUtR upgrades them to direct ones where it can).
+#[derive(Debug, Clone)]
+pub struct RelayLimits {
+    /// Reservations held in total.
+    pub max_reservations: usize,
+    /// Reservations one peer may hold.
+    pub max_reservations_per_peer: usize,
+    /// How long a reservation lasts before it must be renewed.
+    pub reservation_duration: Duration,
+    /// Circuits open in total.
+    pub max_circuits: usize,
+    /// Circuits open per peer (either end).
+    pub max_circuits_per_peer: usize,
+    /// Longest life of one circuit.
+    pub max_circuit_duration: Duration,
+    /// Most bytes relayed over one circuit (each direction).
+    pub max_circuit_bytes: u64,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        Self {
+            max_reservations: 1_024,
+            max_reservations_per_peer: 4,
+            reservation_duration: Duration::from_secs(60 * 60),
+            max_circuits: 256,
+            max_circuits_per_peer: 8,
+            max_circuit_duration: Duration::from_secs(5 * 60),
+            max_circuit_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
 impl Default for NetConfig {
     fn default() -> Self {
         Self {
@@ -156,6 +193,7 @@ impl Default for NetConfig {
             always_allowed: Vec::new(),
             topics: Vec::new(),
             relay_server: false,
+            relay_limits: RelayLimits::default(),
             idle_connection_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
             fetch_timeout: Duration::from_secs(30),
