@@ -15,6 +15,8 @@
 //! it, and replayed in order at start, so a restart lands on the same epoch. Then the relay
 //! (revocations refuse senders at once), the network's allow-list (removed peers are
 //! disconnected), the send path (recipients' keys) and [`Node::roster`] watchers follow.
+//! Central nodes re-announce the epoch in force every [`ROSTER_REPUBLISH`], so a node that
+//! was offline when an epoch was published learns it within about a minute of coming back.
 //!
 //! # Audit ledger
 //!
@@ -215,6 +217,14 @@ impl Node {
             listening_tx,
         )));
 
+        if setup.tenants.is_empty() {
+            // Central nodes re-announce the epoch in force, so a node that was offline
+            // when it was published learns it soon after it reconnects.
+            pumps.push(tokio::spawn(republish_roster(
+                Arc::clone(&keeper),
+                net.clone(),
+            )));
+        }
         for (peer, addrs) in dial_targets(&roster, peer_id, &bootstrap) {
             net.send(Command::Dial { peer, addrs }).await?;
         }
@@ -598,6 +608,34 @@ fn dial_targets(
         addrs.dedup();
     }
     targets
+}
+
+/// How often a central node re-announces the roster epoch in force. Gossipsub drops a
+/// repeat of the same bytes for its duplicate-cache time (a minute), so peers that have
+/// it see it about once a minute and ignore it (stale); a peer that missed it applies it.
+const ROSTER_REPUBLISH: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Re-announces the signed roster in force on [`ROSTER_TOPIC`] (central nodes).
+async fn republish_roster(keeper: Arc<RosterKeeper>, net: NetHandle) {
+    let mut every = tokio::time::interval(ROSTER_REPUBLISH);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let bytes = match keeper.book.lock().await.signed().to_bytes() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode the roster in force");
+                continue;
+            }
+        };
+        let publish = Command::Publish {
+            topic: ROSTER_TOPIC.to_owned(),
+            bytes,
+        };
+        if net.send(publish).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The driver's network operations, carried to the network task in order.
