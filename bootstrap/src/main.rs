@@ -233,6 +233,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             let mut seed = zeroize::Zeroizing::new([0u8; 32]);
             rng.fill_bytes(seed.as_mut_slice());
             let peer_id = lienthong_node::federation::transport_keypair(&seed)
+                .context("deriving the transport identity")?
                 .public()
                 .to_peer_id();
             let central = CentralRequest {

@@ -263,7 +263,7 @@ impl Node {
 
 /// Starts the relay: a node with no tenants, a relay server, its store under `dir`.
 async fn start_relay(setup: RelaySetup, dir: std::path::PathBuf) -> Result<RelayNode, NodeError> {
-    let transport = transport_keypair(&setup.transport_seed);
+    let transport = transport_keypair(&setup.transport_seed).map_err(RelayError::from)?;
     let peer_id = transport.public().to_peer_id();
     let relay = setup
         .relay

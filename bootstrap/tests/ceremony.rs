@@ -45,7 +45,7 @@ fn b64(bytes: &[u8]) -> String {
 fn member_file(dir: &Path, code: &str, rng: &mut ChaCha20Rng) -> PathBuf {
     let mut seed = [0u8; 32];
     rng.fill_bytes(&mut seed);
-    let node = transport_keypair(&seed).public().to_peer_id();
+    let node = transport_keypair(&seed).unwrap().public().to_peer_id();
     let request = MemberRequest {
         id: code.into(),
         name: format!("Agency {code}"),
@@ -64,7 +64,11 @@ fn central_file(dir: &Path, name: &str, rng: &mut ChaCha20Rng) -> PathBuf {
     rng.fill_bytes(&mut seed);
     let request = CentralRequest {
         name: name.into(),
-        peer_id: transport_keypair(&seed).public().to_peer_id().to_string(),
+        peer_id: transport_keypair(&seed)
+            .unwrap()
+            .public()
+            .to_peer_id()
+            .to_string(),
         addrs: vec!["/ip4/127.0.0.1/tcp/4100".into()],
         log_key: b64(&SigningKey::generate(rng).verifying_key().0),
         http_url: "http://127.0.0.1:7400".into(),

@@ -293,7 +293,10 @@ impl Config {
             });
         }
 
-        let keypair = transport_keypair(&transport);
+        let keypair = transport_keypair(&transport).map_err(|e| ConfigError::Key {
+            path: transport_path.clone(),
+            problem: e.to_string(),
+        })?;
         let mut relay = RelayConfig::new(keypair.public().to_peer_id().to_string());
         if let Some(v) = file.relay.custody_after_ms {
             relay.custody_after_ms = v;

@@ -42,6 +42,8 @@ pub struct GeneratedNode {
     pub spec: NodeSpec,
     /// Seed of the libp2p Ed25519 identity.
     pub transport_seed: [u8; 32],
+    /// That identity.
+    pub transport: Keypair,
     /// The node's peer id.
     pub peer_id: PeerId,
     /// `/ip4/127.0.0.1/tcp/<port>`.
@@ -74,10 +76,18 @@ fn seed(rng: &mut impl RngCore) -> [u8; 32] {
 }
 
 /// The libp2p identity for a seed.
-pub fn transport_keypair(seed: &[u8; 32]) -> Keypair {
-    // `ed25519_from_bytes` only fails on a wrong length, which a [u8; 32] cannot have.
+pub fn transport_keypair(seed: &[u8; 32]) -> Result<Keypair, libp2p::identity::DecodingError> {
     let mut bytes = *seed;
-    Keypair::ed25519_from_bytes(&mut bytes).unwrap_or_else(|_| Keypair::generate_ed25519())
+    Keypair::ed25519_from_bytes(&mut bytes)
+}
+
+/// Why a local federation could not be generated.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error(transparent)]
+    Roster(#[from] RosterError),
+    #[error("transport identity: {0}")]
+    Transport(#[from] libp2p::identity::DecodingError),
 }
 
 impl LocalFederation {
@@ -90,7 +100,7 @@ impl LocalFederation {
         root_count: usize,
         threshold: u8,
         rng: &mut impl CryptoRngCore,
-    ) -> Result<Self, RosterError> {
+    ) -> Result<Self, GenerateError> {
         let root_keys: Vec<SigningKey> = (0..root_count.max(1))
             .map(|_| SigningKey::generate(rng))
             .collect();
@@ -99,13 +109,10 @@ impl LocalFederation {
         let mut central = Vec::new();
         for spec in specs {
             let transport_seed = seed(rng);
-            let peer_id = transport_keypair(&transport_seed).public().to_peer_id();
-            let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", spec.port)
-                .parse()
-                .map_err(|_| RosterError::Field {
-                    field: "addrs".into(),
-                    problem: format!("port {} does not make an address", spec.port),
-                })?;
+            let transport = transport_keypair(&transport_seed)?;
+            let peer_id = transport.public().to_peer_id();
+            let addr = Multiaddr::from(std::net::Ipv4Addr::LOCALHOST)
+                .with(libp2p::multiaddr::Protocol::Tcp(spec.port));
             let mut tenant_seeds = Vec::new();
             for (id, official) in &spec.tenants {
                 let (signing, encryption) = (seed(rng), seed(rng));
@@ -135,6 +142,7 @@ impl LocalFederation {
             nodes.push(GeneratedNode {
                 spec: spec.clone(),
                 transport_seed,
+                transport,
                 peer_id,
                 addr,
                 tenant_seeds,
@@ -206,7 +214,7 @@ impl LocalFederation {
         };
         Some(NodeSetup {
             data_dir: data_dir.to_path_buf(),
-            transport: transport_keypair(&node.transport_seed),
+            transport: node.transport.clone(),
             tenants: node
                 .tenant_seeds
                 .iter()

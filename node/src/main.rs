@@ -167,7 +167,10 @@ fn init(
     let transport_path = keys.join("transport.key");
     write_key(&transport_path, &KeyFile::transport("node", &seed))
         .with_context(|| format!("writing {}", transport_path.display()))?;
-    let peer_id = transport_keypair(&seed).public().to_peer_id();
+    let peer_id = transport_keypair(&seed)
+        .context("deriving the transport identity")?
+        .public()
+        .to_peer_id();
 
     let mut sections = Vec::new();
     let mut members = Vec::new();

@@ -95,6 +95,8 @@ pub enum NodeError {
     Net(#[from] NetError),
     #[error("roster: {0}")]
     Roster(#[from] RosterError),
+    #[error("transport key: {0}")]
+    TransportKey(#[from] libp2p::identity::DecodingError),
     #[error("ledger client: {0}")]
     Ledger(#[from] LedgerError),
     #[error("stored roster epoch {epoch} does not apply: {source}")]

@@ -333,7 +333,7 @@ impl RawPeer {
             allowed: vec![target.peer_id()],
             ..NetConfig::default()
         };
-        let keypair = lienthong_node::federation::transport_keypair(&generated.transport_seed);
+        let keypair = generated.transport.clone();
         let store = std::sync::Arc::new(lienthong_node::net::MemoryPayloadStore::new());
         let (net, mut events, task) = Network::new(config, keypair, store).unwrap();
         tokio::spawn(task.run());
