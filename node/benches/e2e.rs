@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lienthong_node::federation::{LocalFederation, NodeSpec};
+use lienthong_node::federation::{LocalFederation, NodeSpec, free_loopback_port};
 use lienthong_node::node::Node;
 use lienthong_protocol::agency::AgencyId;
 use lienthong_protocol::content_id::ContentId;
@@ -35,14 +35,6 @@ fn env(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -157,7 +149,7 @@ fn main() {
                 name: format!("node-{t}"),
                 central: false,
                 tenants: vec![(t.clone(), format!("Agency {t}"))],
-                port: free_port(),
+                port: free_loopback_port(),
                 http_port: None,
             })
             .collect();
@@ -186,8 +178,20 @@ fn main() {
                 }
             });
         }
-        // Let every node dial every other before measuring.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Measure once every node is connected to every other (each dials the roster at
+        // start); re-checked, not slept on.
+        let everyone = u64::try_from(count - 1).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while nodes.iter().any(|n| {
+            n.net()
+                .metrics()
+                .connected_peers
+                .load(std::sync::atomic::Ordering::Relaxed)
+                < everyone
+        }) {
+            assert!(Instant::now() < deadline, "the nodes never all connected");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         for (label, size) in [("1k", 1024usize), ("64k", 64 * 1024)] {
             let result = phase(&nodes, &tenants, &delivered, size, rate, seconds, &mut rng).await;
             let l = &result.latencies;

@@ -75,6 +75,15 @@ fn seed(rng: &mut impl RngCore) -> [u8; 32] {
     seed
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound, read, released), for local
+/// federations' [`NodeSpec::port`]s and API listeners. Another process may take it in
+/// between; local tests and devnets accept that. 0 if no port could be bound.
+pub fn free_loopback_port() -> u16 {
+    std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map_or(0, |a| a.port())
+}
+
 /// The libp2p identity for a seed.
 pub fn transport_keypair(seed: &[u8; 32]) -> Result<Keypair, libp2p::identity::DecodingError> {
     let mut bytes = *seed;

@@ -343,7 +343,14 @@ impl Node {
                 .collect(),
             tokens: table,
             config,
-            peers: None,
+            peers: Some({
+                let net = self.net.clone();
+                Arc::new(move || {
+                    net.metrics()
+                        .connected_peers
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                })
+            }),
         });
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;

@@ -16,7 +16,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use lienthong_node::federation::{LocalFederation, NodeSpec};
+use lienthong_node::federation::{LocalFederation, NodeSpec, free_loopback_port};
 use lienthong_node::node::Node;
 use lienthong_protocol::agency::AgencyId;
 use lienthong_protocol::content_id::ContentId;
@@ -39,14 +39,6 @@ fn agency(code: &str) -> AgencyId {
     AgencyId::parse(code).unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A generated federation and one data directory per node.
 struct Fed {
     fed: LocalFederation,
@@ -65,7 +57,7 @@ impl Fed {
                     .iter()
                     .map(|c| (agency(c), format!("Agency {c}")))
                     .collect(),
-                port: free_port(),
+                port: free_loopback_port(),
                 http_port: None,
             })
             .collect();
@@ -210,8 +202,18 @@ async fn two_nodes_deliver_and_exchange_statuses() {
         ]
     );
     assert_eq!(node_a.driver().pending_deliveries().await.unwrap(), 0);
-    node_a.shutdown().await;
+
+    // The connected-peers gauge follows B going away.
+    let connected = |node: &Node| {
+        node.net()
+            .metrics()
+            .connected_peers
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!(connected(&node_a), 1);
     node_b.shutdown().await;
+    eventually("A sees B gone", || async { connected(&node_a) == 0 }).await;
+    node_a.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -567,7 +569,7 @@ async fn a_written_node_directory_loads_validates_and_starts() {
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let files = fed
         .fed
-        .write_node(0, dir.path(), free_port(), &mut rng)
+        .write_node(0, dir.path(), free_loopback_port(), &mut rng)
         .unwrap();
     assert_eq!(files.tokens.len(), 1);
 
@@ -617,7 +619,7 @@ async fn a_written_node_directory_loads_validates_and_starts() {
     let other_dir = tempfile::tempdir().unwrap();
     other
         .fed
-        .write_node(0, other_dir.path(), free_port(), &mut rng)
+        .write_node(0, other_dir.path(), free_loopback_port(), &mut rng)
         .unwrap();
     std::fs::copy(
         other_dir.path().join("keys/transport.key"),

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use lienthong_node::federation::{LocalFederation, NodeSpec};
+use lienthong_node::federation::{LocalFederation, NodeSpec, free_loopback_port};
 use lienthong_protocol::agency::AgencyId;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -88,14 +88,6 @@ pub fn binary(name: &str) -> Result<PathBuf, HarnessError> {
     });
     built.clone().map_err(HarnessError::Build)?;
     Ok(target_dir().join(name))
-}
-
-/// A free TCP port on 127.0.0.1 (closed again; the node binds it moments later).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
 }
 
 /// One agency node process.
@@ -197,7 +189,7 @@ impl Federation {
                                 .map_err(|e| HarnessError::Federation(format!("{c}: {e}")))
                         })
                         .collect::<Result<_, _>>()?,
-                    port: free_port(),
+                    port: free_loopback_port(),
                     http_port: None,
                 })
             })
@@ -208,7 +200,7 @@ impl Federation {
         let mut nodes = Vec::with_capacity(specs.len());
         for i in 0..specs.len() {
             let node_dir = dir.path().join(format!("node-{i}"));
-            let port = free_port();
+            let port = free_loopback_port();
             let files = generated
                 .write_node(i, &node_dir, port, &mut rng)
                 .map_err(io(format!("writing node {i}")))?;

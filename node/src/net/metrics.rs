@@ -28,6 +28,9 @@ macro_rules! counters {
 }
 
 counters! {
+    /// Peers with at least one connection now (a gauge: up on the first connection, down
+    /// when the last one closes).
+    connected_peers,
     /// Connections refused because the peer is not allow-listed (or banned) or a
     /// connection limit was hit.
     connections_denied,

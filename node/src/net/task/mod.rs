@@ -471,6 +471,7 @@ impl NetTask {
                     self.remember_addr(peer_id, endpoint.get_remote_address().clone());
                 }
                 if num_established.get() == 1 {
+                    inc(&self.metrics.connected_peers);
                     self.emit(NetEvent::PeerConnected { peer: peer_id });
                     // Resume stalled fetches this peer can serve.
                     let stalled: Vec<[u8; 32]> = self
@@ -488,7 +489,15 @@ impl NetTask {
                 peer_id,
                 num_established: 0,
                 ..
-            } => self.emit(NetEvent::PeerDisconnected { peer: peer_id }),
+            } => {
+                // Never below zero, whatever order the swarm reports in.
+                let _ = self.metrics.connected_peers.fetch_update(
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                    |n| n.checked_sub(1),
+                );
+                self.emit(NetEvent::PeerDisconnected { peer: peer_id });
+            }
             SwarmEvent::IncomingConnectionError { error, peer_id, .. } => {
                 if matches!(error, ListenError::Denied { .. }) {
                     inc(&self.metrics.connections_denied);
