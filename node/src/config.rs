@@ -382,3 +382,98 @@ pub fn write_key(path: &Path, file: &KeyFile) -> std::io::Result<()> {
     out.write_all(file.to_text().as_bytes())?;
     out.sync_all()
 }
+
+/// A node to lay out on disk, as `lienthong init` does and local federations reuse.
+#[derive(Debug)]
+pub struct NodeLayout<'a> {
+    /// Label written in the transport key file.
+    pub owner: &'a str,
+    /// Seed of the libp2p identity.
+    pub transport_seed: &'a [u8; 32],
+    /// Hosted agencies with their secret keys.
+    pub tenants: &'a [(AgencyId, &'a SigningKey, &'a EncryptionSecret)],
+    /// `network.listen`.
+    pub listen: Vec<String>,
+    /// `api.listen`.
+    pub api_listen: String,
+    /// `[relay]` tunables.
+    pub relay: RelaySection,
+}
+
+/// What [`NodeLayout::write`] produced.
+#[derive(Debug)]
+pub struct WrittenNode {
+    /// `<dir>/config.toml`.
+    pub config: PathBuf,
+    /// Each tenant's new API bearer token (only its SHA-256 is in the configuration).
+    pub tokens: Vec<(AgencyId, String)>,
+}
+
+impl NodeLayout<'_> {
+    /// Writes `keys/` (mode 0600) and `config.toml` (data in `data/`, the genesis roster
+    /// expected at `roster.cbor`), with one new bearer token per tenant drawn from `rng`.
+    /// Existing files are never overwritten: the call fails instead.
+    pub fn write(
+        &self,
+        dir: &Path,
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> std::io::Result<WrittenNode> {
+        use sha2::{Digest, Sha256};
+        let config = dir.join("config.toml");
+        if config.exists() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} exists already", config.display()),
+            ));
+        }
+        let keys = dir.join("keys");
+        std::fs::create_dir_all(&keys)?;
+        write_key(
+            &keys.join("transport.key"),
+            &KeyFile::transport(self.owner, self.transport_seed),
+        )?;
+        let mut tenants = Vec::with_capacity(self.tenants.len());
+        let mut tokens = Vec::with_capacity(self.tenants.len());
+        for (id, signing, encryption) in self.tenants {
+            let signing_key = PathBuf::from(format!("keys/{id}.signing.key"));
+            let encryption_key = PathBuf::from(format!("keys/{id}.encryption.key"));
+            write_key(
+                &dir.join(&signing_key),
+                &KeyFile::signing(id.as_str(), signing),
+            )?;
+            write_key(
+                &dir.join(&encryption_key),
+                &KeyFile::encryption(id.as_str(), encryption),
+            )?;
+            let mut secret = [0u8; 32];
+            rng.fill_bytes(&mut secret);
+            let token = data_encoding::BASE64URL_NOPAD.encode(&secret);
+            tenants.push(TenantSection {
+                id: id.to_string(),
+                signing_key,
+                encryption_key,
+                token_sha256: vec![
+                    data_encoding::HEXLOWER.encode(&Sha256::digest(token.as_bytes())),
+                ],
+            });
+            tokens.push((id.clone(), token));
+        }
+        let file = FileConfig {
+            data_dir: "data".into(),
+            genesis_roster: "roster.cbor".into(),
+            transport_key: "keys/transport.key".into(),
+            network: NetworkSection {
+                listen: self.listen.clone(),
+                bootstrap: Vec::new(),
+            },
+            api: ApiSection {
+                listen: self.api_listen.clone(),
+            },
+            tenants,
+            relay: self.relay.clone(),
+        };
+        let text = toml::to_string_pretty(&file).map_err(std::io::Error::other)?;
+        std::fs::write(&config, text)?;
+        Ok(WrittenNode { config, tokens })
+    }
+}

@@ -16,6 +16,7 @@ use lienthong_protocol::roster::{
 };
 use rand_core::{CryptoRngCore, RngCore};
 
+use crate::config::{NodeLayout, RelaySection, WrittenNode};
 use crate::net::NetConfig;
 use crate::node::{NodeSetup, TenantKeys};
 
@@ -305,15 +306,6 @@ impl MemberRequest {
     }
 }
 
-/// The files of one agency node written by [`LocalFederation::write_node`].
-#[derive(Debug)]
-pub struct NodeFiles {
-    /// `<dir>/config.toml`.
-    pub config: std::path::PathBuf,
-    /// Each tenant's API bearer token (only its hash is in the configuration).
-    pub tokens: Vec<(AgencyId, String)>,
-}
-
 impl LocalFederation {
     /// Writes agency node `index` as an operator would have it after `lienthong init` and
     /// the genesis ceremony: `keys/` (0600), `roster.cbor`, and `config.toml` with the HTTP
@@ -324,71 +316,42 @@ impl LocalFederation {
         dir: &Path,
         api_port: u16,
         rng: &mut impl CryptoRngCore,
-    ) -> std::io::Result<NodeFiles> {
-        use lienthong_protocol::keys::KeyFile;
-        use sha2::{Digest, Sha256};
-
-        use crate::config::{
-            ApiSection, FileConfig, NetworkSection, RelaySection, TenantSection, write_key,
-        };
+    ) -> std::io::Result<WrittenNode> {
         let node = self
             .nodes
             .get(index)
             .ok_or_else(|| std::io::Error::other(format!("no node {index}")))?;
-        let keys = dir.join("keys");
-        std::fs::create_dir_all(&keys)?;
-        write_key(
-            &keys.join("transport.key"),
-            &KeyFile::transport(&node.spec.name, &node.transport_seed),
-        )?;
-        let mut tenants = Vec::new();
-        let mut tokens = Vec::new();
-        for (id, signing, encryption) in &node.tenant_seeds {
-            write_key(
-                &keys.join(format!("{id}.signing.key")),
-                &KeyFile::signing(id.as_str(), &SigningKey::from_seed(signing)),
-            )?;
-            write_key(
-                &keys.join(format!("{id}.encryption.key")),
-                &KeyFile::encryption(id.as_str(), &EncryptionSecret::from_bytes(encryption)),
-            )?;
-            let token = data_encoding::BASE64URL_NOPAD.encode(&seed(rng));
-            tenants.push(TenantSection {
-                id: id.to_string(),
-                signing_key: format!("keys/{id}.signing.key").into(),
-                encryption_key: format!("keys/{id}.encryption.key").into(),
-                token_sha256: vec![
-                    data_encoding::HEXLOWER.encode(&Sha256::digest(token.as_bytes())),
-                ],
-            });
-            tokens.push((id.clone(), token));
-        }
+        let keys: Vec<(AgencyId, SigningKey, EncryptionSecret)> = node
+            .tenant_seeds
+            .iter()
+            .map(|(id, signing, encryption)| {
+                (
+                    id.clone(),
+                    SigningKey::from_seed(signing),
+                    EncryptionSecret::from_bytes(encryption),
+                )
+            })
+            .collect();
+        let tenants: Vec<(AgencyId, &SigningKey, &EncryptionSecret)> =
+            keys.iter().map(|(id, s, e)| (id.clone(), s, e)).collect();
+        std::fs::create_dir_all(dir)?;
         let roster = self
             .genesis
             .to_bytes()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         std::fs::write(dir.join("roster.cbor"), roster)?;
-        let file = FileConfig {
-            data_dir: "data".into(),
-            genesis_roster: "roster.cbor".into(),
-            transport_key: "keys/transport.key".into(),
-            network: NetworkSection {
-                listen: vec![node.addr.to_string()],
-                bootstrap: Vec::new(),
-            },
-            api: ApiSection {
-                listen: format!("127.0.0.1:{api_port}"),
-            },
-            tenants,
+        NodeLayout {
+            owner: &node.spec.name,
+            transport_seed: &node.transport_seed,
+            tenants: &tenants,
+            listen: vec![node.addr.to_string()],
+            api_listen: format!("127.0.0.1:{api_port}"),
             relay: RelaySection {
                 custody_after_ms: Some(1_000),
                 retry_base_ms: Some(200),
                 retry_max_ms: Some(5_000),
             },
-        };
-        let text = toml::to_string_pretty(&file).map_err(std::io::Error::other)?;
-        let config = dir.join("config.toml");
-        std::fs::write(&config, text)?;
-        Ok(NodeFiles { config, tokens })
+        }
+        .write(dir, rng)
     }
 }

@@ -8,13 +8,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use lienthong_node::audit_cli::{self, AuditCommand};
 use lienthong_node::cli::ClientCommand;
-use lienthong_node::config::{Config, FileConfig, Overrides, write_key};
+use lienthong_node::config::{Config, NodeLayout, Overrides, RelaySection};
 use lienthong_node::federation::{MemberRequest, transport_keypair};
 use lienthong_node::node::Node;
 use lienthong_protocol::agency::AgencyId;
-use lienthong_protocol::keys::{EncryptionSecret, KeyFile, SigningKey};
+use lienthong_protocol::keys::{EncryptionSecret, SigningKey};
 use rand_core::{OsRng, RngCore};
-use sha2::{Digest, Sha256};
 
 /// The agency node daemon and CLI.
 #[derive(Debug, Parser)]
@@ -143,10 +142,6 @@ fn client(command: ClientCommand, access: &NodeAccess) -> anyhow::Result<ExitCod
     runtime.block_on(lienthong_node::cli::run(command, &access.node, token))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    data_encoding::HEXLOWER.encode(bytes)
-}
-
 fn init(
     dir: &Path,
     tenants: &[String],
@@ -154,90 +149,69 @@ fn init(
     advertise: Vec<String>,
     api: String,
 ) -> anyhow::Result<ExitCode> {
-    let keys = dir.join("keys");
-    std::fs::create_dir_all(&keys).with_context(|| format!("creating {}", keys.display()))?;
-    let config_path = dir.join("config.toml");
-    anyhow::ensure!(
-        !config_path.exists(),
-        "{} exists already; init never overwrites a node's configuration",
-        config_path.display()
-    );
-    let mut seed = [0u8; 32];
-    OsRng.fill_bytes(&mut seed);
-    let transport_path = keys.join("transport.key");
-    write_key(&transport_path, &KeyFile::transport("node", &seed))
-        .with_context(|| format!("writing {}", transport_path.display()))?;
-    let peer_id = transport_keypair(&seed)
-        .context("deriving the transport identity")?
-        .public()
-        .to_peer_id();
-
-    let mut sections = Vec::new();
-    let mut members = Vec::new();
-    let mut tokens = Vec::new();
+    // Every --tenant is checked before anything is written.
+    let mut hosted = Vec::with_capacity(tenants.len());
     for spec in tenants {
         let (code, name) = spec
             .split_once('=')
             .with_context(|| format!("--tenant {spec}: expected CODE=Official name"))?;
         let id = AgencyId::parse(code).map_err(|e| anyhow::anyhow!("--tenant {spec}: {e}"))?;
-        let signing = SigningKey::generate(&mut OsRng);
-        let encryption = EncryptionSecret::generate(&mut OsRng);
-        let signing_path = keys.join(format!("{id}.signing.key"));
-        let encryption_path = keys.join(format!("{id}.encryption.key"));
-        write_key(&signing_path, &KeyFile::signing(id.as_str(), &signing))
-            .with_context(|| format!("writing {}", signing_path.display()))?;
-        write_key(
-            &encryption_path,
-            &KeyFile::encryption(id.as_str(), &encryption),
+        hosted.push((
+            id,
+            name.to_owned(),
+            SigningKey::generate(&mut OsRng),
+            EncryptionSecret::generate(&mut OsRng),
+        ));
+    }
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    OsRng.fill_bytes(seed.as_mut_slice());
+    let peer_id = transport_keypair(&seed)
+        .context("deriving the transport identity")?
+        .public()
+        .to_peer_id();
+    let keys: Vec<_> = hosted
+        .iter()
+        .map(|(id, _, signing, encryption)| (id.clone(), signing, encryption))
+        .collect();
+    let written = NodeLayout {
+        owner: "node",
+        transport_seed: &seed,
+        tenants: &keys,
+        listen,
+        api_listen: api,
+        relay: RelaySection::default(),
+    }
+    .write(dir, &mut OsRng)
+    .with_context(|| {
+        format!(
+            "writing the node in {} (init never overwrites)",
+            dir.display()
         )
-        .with_context(|| format!("writing {}", encryption_path.display()))?;
-        let mut token = [0u8; 32];
-        OsRng.fill_bytes(&mut token);
-        let token = data_encoding::BASE64URL_NOPAD.encode(&token);
-        sections.push(lienthong_node::config::TenantSection {
+    })?;
+
+    let members: Vec<MemberRequest> = hosted
+        .iter()
+        .map(|(id, name, signing, encryption)| MemberRequest {
             id: id.to_string(),
-            signing_key: PathBuf::from(format!("keys/{id}.signing.key")),
-            encryption_key: PathBuf::from(format!("keys/{id}.encryption.key")),
-            token_sha256: vec![hex(&Sha256::digest(token.as_bytes()))],
-        });
-        tokens.push((id.clone(), token));
-        members.push(MemberRequest {
-            id: id.to_string(),
-            name: name.to_owned(),
+            name: name.clone(),
             signing_key: data_encoding::BASE64.encode(&signing.verifying_key().0),
             encryption_key: data_encoding::BASE64.encode(&encryption.public_key().0),
             node: peer_id.to_string(),
             addrs: advertise.clone(),
-        });
-    }
-    let file = FileConfig {
-        data_dir: PathBuf::from("data"),
-        genesis_roster: PathBuf::from("roster.cbor"),
-        transport_key: PathBuf::from("keys/transport.key"),
-        network: lienthong_node::config::NetworkSection {
-            listen,
-            bootstrap: Vec::new(),
-        },
-        api: lienthong_node::config::ApiSection { listen: api },
-        tenants: sections,
-        relay: lienthong_node::config::RelaySection::default(),
-    };
-    let text = toml::to_string_pretty(&file).context("writing the configuration")?;
-    std::fs::write(&config_path, text)
-        .with_context(|| format!("writing {}", config_path.display()))?;
+        })
+        .collect();
     let member_path = dir.join("member.json");
-    let member_json = serde_json::to_string_pretty(&members)?;
-    std::fs::write(&member_path, &member_json)
+    std::fs::write(&member_path, serde_json::to_string_pretty(&members)?)
         .with_context(|| format!("writing {}", member_path.display()))?;
 
     println!("node peer id: {peer_id}");
-    println!("configuration: {}", config_path.display());
+    println!("configuration: {}", written.config.display());
     println!(
         "send {} to the central office; place the signed genesis roster at {}",
         member_path.display(),
         dir.join("roster.cbor").display()
     );
-    for (id, token) in tokens {
+    for (id, token) in written.tokens {
         println!("API token for {id} (shown once; only its hash is stored): {token}");
     }
     Ok(ExitCode::SUCCESS)
