@@ -25,7 +25,7 @@ use lienthong_protocol::content_id::ContentId;
 use lienthong_protocol::relay::store::{Column, StoreView};
 use lienthong_protocol::relay::wire::Wire;
 use lienthong_protocol::relay::{
-    Action, Event, Relay, RelayConfig, RelayError, StatusPost, Submission, Tenant, Verdict,
+    Action, Event, Relay, RelayConfig, RelayError, StatusPost, Submission, Tenant,
 };
 use lienthong_protocol::roster::Roster;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -40,20 +40,11 @@ const COMMAND_QUEUE: usize = 4_096;
 /// Inbox notifications kept for slow subscribers (they re-read the inbox on lag).
 const NOTIFY_QUEUE: usize = 4_096;
 
-/// What the driver tells the network layer to do.
-#[derive(Debug, Clone)]
-pub enum Outbound {
-    /// Send a relay message (to this node's own peer id it never leaves the driver).
-    Send { peer: String, wire: Wire },
-    /// Publish an envelope on a gossip topic.
-    Publish { topic: String, envelope: Vec<u8> },
-    /// Fetch an external payload from a peer and report `Event::PayloadStored`.
-    FetchPayload { peer: String, manifest: [u8; 32] },
-    /// Report a gossip validation result.
-    GossipVerdict { message: u64, verdict: Verdict },
-    /// Lower a peer's score.
-    Penalize { peer: String, reason: String },
-}
+/// What the driver tells the network layer to do: the relay's network actions, as the
+/// relay emitted them (`Send` to another peer, `Publish`, `FetchPayload`, `GossipVerdict`,
+/// `Penalize`); `crate::net::command_for` turns each into a network command. Messages to
+/// this node's own peer id never leave the driver.
+pub type Outbound = Action;
 
 /// A tenant's inbox gained an entry (durable).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -421,20 +412,14 @@ impl Driver {
                 Action::Send { peer, wire } if peer == self.relay_node() => {
                     self.local.push_back(wire)
                 }
-                Action::Send { peer, wire } => self.out(Outbound::Send { peer, wire }),
-                Action::Publish { topic, envelope } => {
-                    self.out(Outbound::Publish { topic, envelope })
-                }
-                Action::FetchPayload { peer, manifest } => {
-                    self.out(Outbound::FetchPayload { peer, manifest })
-                }
-                Action::GossipVerdict { message, verdict } => {
-                    self.out(Outbound::GossipVerdict { message, verdict })
-                }
+                network @ (Action::Send { .. }
+                | Action::Publish { .. }
+                | Action::FetchPayload { .. }
+                | Action::GossipVerdict { .. }) => self.out(network),
                 Action::Penalize { peer, reason } => {
                     self.stats.penalties.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%peer, %reason, "peer penalised");
-                    self.out(Outbound::Penalize { peer, reason });
+                    self.out(Action::Penalize { peer, reason });
                 }
                 Action::DeliveryEnded {
                     id,

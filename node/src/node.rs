@@ -44,7 +44,7 @@ use crate::driver::{DriverConfig, DriverError, DriverHandle, Outbound};
 use crate::ledger::{LedgerClient, LedgerConfig, LedgerError, LedgerTask};
 use crate::net::{
     CHECKPOINTS_TOPIC, Command, NetConfig, NetError, NetEvent, NetHandle, Network, PayloadStore,
-    ROSTER_TOPIC,
+    ROSTER_TOPIC, command_for,
 };
 use crate::send::SendPath;
 use crate::store::{Store, StoreError, WriteOp};
@@ -649,28 +649,17 @@ async fn republish_roster(keeper: Arc<RosterKeeper>, net: NetHandle) {
 
 /// The driver's network operations, carried to the network task in order.
 async fn pump_outbound(mut outbound: mpsc::Receiver<Outbound>, net: NetHandle) {
-    while let Some(op) = outbound.recv().await {
-        let command = match op {
-            Outbound::Send { peer, wire } => match peer.parse() {
-                Ok(peer) => Command::Send { peer, wire },
-                Err(_) => {
-                    tracing::warn!(%peer, "relay named a peer id that does not parse");
-                    continue;
-                }
-            },
-            Outbound::Publish { topic, envelope } => Command::Publish {
-                topic,
-                bytes: envelope,
-            },
-            Outbound::FetchPayload { peer, manifest } => match peer.parse() {
-                Ok(peer) => Command::Fetch { peer, manifest },
-                Err(_) => continue,
-            },
-            Outbound::GossipVerdict { message, verdict } => Command::Verdict { message, verdict },
-            Outbound::Penalize { peer, reason } => match peer.parse() {
-                Ok(peer) => Command::Penalize { peer, reason },
-                Err(_) => continue,
-            },
+    while let Some(action) = outbound.recv().await {
+        let command = match command_for(action) {
+            Ok(Some(command)) => command,
+            Ok(None) => {
+                tracing::warn!("the relay named a peer id that does not parse; dropped");
+                continue;
+            }
+            Err(other) => {
+                tracing::debug!(?other, "not a network action; dropped");
+                continue;
+            }
         };
         if net.send(command).await.is_err() {
             return; // The network stopped: the node is shutting down.
