@@ -167,13 +167,7 @@ enum RosterCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    lienthong_node::init_tracing();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
