@@ -254,10 +254,11 @@ async fn assert_in_log(rig: &Rig, i: usize, entry: &[u8]) {
 }
 
 /// Starts both agency nodes, has `a` (node 0) send `b` (node 1) a document, waits until
-/// both nodes drained their queues and lets every checkpoint settle; returns the nodes and
-/// the checkpoint A then holds for c0.
+/// both nodes drained their queues and the checkpoints settled (both nodes hold the one of
+/// `c0`'s whole tree); returns the nodes and the checkpoint A then holds for c0.
 async fn one_document_everywhere(
     rig: &Rig,
+    c0: &LogNode,
     a: &AgencyId,
     b: &AgencyId,
 ) -> (Node, Node, SignedCheckpoint) {
@@ -268,7 +269,18 @@ async fn one_document_everywhere(
         all_queues_empty(&[&node_a, &node_b]).await && own_entries(&node_b, b).len() == 1
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every entry is in c0 now, so no newer checkpoint can follow the one of this size.
+    let size = c0.log().head().size;
+    eventually("both nodes hold c0's checkpoint of every entry", || async {
+        for node in [&node_a, &node_b] {
+            let held = node.ledger().checkpoint("c0").await;
+            if held.is_none_or(|cp| cp.checkpoint().size() != size) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
     let held = node_a.ledger().checkpoint("c0").await.unwrap();
     (node_a, node_b, held)
 }
@@ -412,7 +424,7 @@ async fn a_forged_checkpoint_on_gossip_raises_a_split_view_alarm() {
     for i in 0..LOGS.len() {
         logs.push(rig.start_log(i).await);
     }
-    let (node_a, node_b, held) = one_document_everywhere(&rig, &a, &b).await;
+    let (node_a, node_b, held) = one_document_everywhere(&rig, &logs[0], &a, &b).await;
     let size = held.checkpoint().size();
     assert!(size >= 2);
 
@@ -585,7 +597,7 @@ async fn a_forged_checkpoint_fetched_from_a_log_raises_an_alarm_and_keeps_the_qu
     for i in 1..LOGS.len() {
         logs.push(rig.start_log(i).await);
     }
-    let (node_a, node_b, held) = one_document_everywhere(&rig, &a, &b).await;
+    let (node_a, node_b, held) = one_document_everywhere(&rig, &logs[0], &a, &b).await;
 
     // c0 now shows A another tree of the size A holds.
     let (_, forged) = forge_same_size(&rig, &held);
