@@ -164,24 +164,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CeremonyError> {
 /// # Errors
 /// [`CeremonyError::Write`] (e.g. the file exists).
 pub fn root_keygen(out: &Path, holder: &str) -> Result<VerifyingKey, CeremonyError> {
-    use std::io::Write as _;
-    let err = |source| CeremonyError::Write {
-        path: out.to_path_buf(),
-        source,
-    };
     let key = SigningKey::generate(&mut rand_core::OsRng);
-    let file = KeyFile::signing(holder, &key);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(out).map_err(err)?;
-    f.write_all(file.to_text().as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(err)?;
+    lienthong_node::config::write_key(out, &KeyFile::signing(holder, &key)).map_err(|source| {
+        CeremonyError::Write {
+            path: out.to_path_buf(),
+            source,
+        }
+    })?;
     Ok(key.verifying_key())
 }
 

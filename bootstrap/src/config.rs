@@ -554,7 +554,8 @@ pub fn load_key_of(
     Ok(file.secret)
 }
 
-/// Writes a new signing key file with mode 0600, refusing to overwrite one.
+/// Writes a new signing key file with mode 0600, refusing to overwrite one (the node's
+/// [`lienthong_node::config::write_key`]).
 ///
 /// # Errors
 /// [`ConfigError::Key`].
@@ -563,26 +564,14 @@ pub fn write_key(
     owner: &str,
     key: &ed25519_dalek::SigningKey,
 ) -> Result<(), ConfigError> {
-    use std::io::Write as _;
-    let err = |problem: String| ConfigError::Key {
-        path: path.to_path_buf(),
-        problem,
-    };
     let file = KeyFile::signing(
         owner,
         &lienthong_protocol::keys::SigningKey::from_seed(&key.to_bytes()),
     );
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).map_err(|e| err(e.to_string()))?;
-    f.write_all(file.to_text().as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| err(e.to_string()))
+    lienthong_node::config::write_key(path, &file).map_err(|e| ConfigError::Key {
+        path: path.to_path_buf(),
+        problem: e.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use lienthong_bootstrap::ceremony::{self, CentralRequest, Change, GenesisSpec};
 use lienthong_bootstrap::config::{Config, Overrides, witness_name, write_key};
 use lienthong_bootstrap::node::Node;
+use lienthong_node::driver::now_ms;
 use lienthong_protocol::agency::AgencyId;
 use lienthong_protocol::keys::KeyFile;
 use lienthong_protocol::ledger::log_origin;
@@ -167,13 +168,7 @@ enum RosterCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    lienthong_node::init_tracing();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -278,12 +273,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Roster(cmd) => roster(cmd),
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn agency(flag: &str, code: &str) -> anyhow::Result<AgencyId> {

@@ -35,3 +35,15 @@ pub mod net;
 pub mod node;
 pub mod send;
 pub mod store;
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`): the binaries' logging
+/// (`lienthong`, `lienthong-bootstrap`).
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -87,13 +87,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    lienthong_node::init_tracing();
     let result = match cli.command {
         Command::Client(command) => client(command, &cli.access),
         Command::Audit(command) => audit_cli::run(command),

@@ -253,6 +253,52 @@ async fn assert_in_log(rig: &Rig, i: usize, entry: &[u8]) {
     .unwrap();
 }
 
+/// Starts both agency nodes, has `a` (node 0) send `b` (node 1) a document, waits until
+/// both nodes drained their queues and the checkpoints settled (both nodes hold the one of
+/// `c0`'s whole tree); returns the nodes and the checkpoint A then holds for c0.
+async fn one_document_everywhere(
+    rig: &Rig,
+    c0: &LogNode,
+    a: &AgencyId,
+    b: &AgencyId,
+) -> (Node, Node, SignedCheckpoint) {
+    let node_a = rig.start_node(0).await;
+    let node_b = rig.start_node(1).await;
+    send(&node_a, a, b, "Công văn").await;
+    eventually("both nodes drained their queues", || async {
+        all_queues_empty(&[&node_a, &node_b]).await && own_entries(&node_b, b).len() == 1
+    })
+    .await;
+    // Every entry is in c0 now, so no newer checkpoint can follow the one of this size.
+    let size = c0.log().head().size;
+    eventually("both nodes hold c0's checkpoint of every entry", || async {
+        for node in [&node_a, &node_b] {
+            let held = node.ledger().checkpoint("c0").await;
+            if held.is_none_or(|cp| cp.checkpoint().size() != size) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    let held = node_a.ledger().checkpoint("c0").await.unwrap();
+    (node_a, node_b, held)
+}
+
+/// A checkpoint of another tree of `held`'s size, signed with c0's log key: its root and
+/// the signed note.
+fn forge_same_size(rig: &Rig, held: &SignedCheckpoint) -> (Hash, Vec<u8>) {
+    let mut root = *held.checkpoint().root();
+    root[0] ^= 0xff;
+    let signer = Ed25519Signer::new(&format!("{FED}/c0"), rig.log_key(0)).unwrap();
+    let forged = Checkpoint::new(&format!("{FED}/c0"), held.checkpoint().size(), root)
+        .unwrap()
+        .sign(&signer)
+        .unwrap()
+        .to_bytes();
+    (root, forged)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_entry_reaches_every_log_and_a_stopped_log_catches_up() {
     let (a, b) = (agency("000.00.00.G01"), agency("000.00.00.H41"));
@@ -378,28 +424,12 @@ async fn a_forged_checkpoint_on_gossip_raises_a_split_view_alarm() {
     for i in 0..LOGS.len() {
         logs.push(rig.start_log(i).await);
     }
-    let node_a = rig.start_node(0).await;
-    let node_b = rig.start_node(1).await;
-    send(&node_a, &a, &b, "Công văn").await;
-    eventually("both nodes drained their queues", || async {
-        all_queues_empty(&[&node_a, &node_b]).await && own_entries(&node_b, &b).len() == 1
-    })
-    .await;
-    // Let every checkpoint settle, then take the one A holds for c0.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let held = node_a.ledger().checkpoint("c0").await.unwrap();
+    let (node_a, node_b, held) = one_document_everywhere(&rig, &logs[0], &a, &b).await;
     let size = held.checkpoint().size();
     assert!(size >= 2);
 
     // The log key of c0 signs a second tree of the same size: a split view.
-    let mut root = *held.checkpoint().root();
-    root[0] ^= 0xff;
-    let signer = Ed25519Signer::new(&format!("{FED}/c0"), rig.log_key(0)).unwrap();
-    let forged = Checkpoint::new(&format!("{FED}/c0"), size, root)
-        .unwrap()
-        .sign(&signer)
-        .unwrap()
-        .to_bytes();
+    let (root, forged) = forge_same_size(&rig, &held);
 
     // B gossips it; A checks it and raises the alarm with both signed checkpoints.
     eventually("A raised a split-view alarm", || async {
@@ -567,25 +597,10 @@ async fn a_forged_checkpoint_fetched_from_a_log_raises_an_alarm_and_keeps_the_qu
     for i in 1..LOGS.len() {
         logs.push(rig.start_log(i).await);
     }
-    let node_a = rig.start_node(0).await;
-    let node_b = rig.start_node(1).await;
-    send(&node_a, &a, &b, "Công văn").await;
-    eventually("both nodes drained their queues", || async {
-        all_queues_empty(&[&node_a, &node_b]).await && own_entries(&node_b, &b).len() == 1
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let held = node_a.ledger().checkpoint("c0").await.unwrap();
+    let (node_a, node_b, held) = one_document_everywhere(&rig, &logs[0], &a, &b).await;
 
     // c0 now shows A another tree of the size A holds.
-    let mut root = *held.checkpoint().root();
-    root[0] ^= 0xff;
-    let signer = Ed25519Signer::new(&format!("{FED}/c0"), rig.log_key(0)).unwrap();
-    let forged = Checkpoint::new(&format!("{FED}/c0"), held.checkpoint().size(), root)
-        .unwrap()
-        .sign(&signer)
-        .unwrap()
-        .to_bytes();
+    let (_, forged) = forge_same_size(&rig, &held);
     *p.forged.lock().unwrap() = Some(forged.clone());
     send(&node_a, &a, &b, "Công văn 2").await;
     eventually("A raised an alarm from what it fetched", || async {

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use lienthong_protocol::agency::AgencyId;
 use lienthong_protocol::cbor;
-use lienthong_protocol::envelope::SignedEnvelope;
+use lienthong_protocol::relay::records::split_agency_seq_key;
 use lienthong_protocol::relay::store::{Batch, Column, StoreOp};
 use lienthong_protocol::roster::Roster;
 
@@ -33,7 +33,7 @@ pub fn queue_key(log: &str, id: &[u8]) -> Vec<u8> {
 
 /// The header `[body, signature]` of stored envelope bytes (`[body, signature]` or
 /// `[body, signature, inline payload]`), cut without walking the inline payload (up to
-/// 32 KiB): this runs on the driver thread for every envelope stored.
+/// 32 KiB): this runs on the driver thread for every own envelope stored.
 fn header_of(wire: &[u8]) -> Option<Vec<u8>> {
     const HEADER: u8 = 0x82; // A CBOR array of two (see `ledger`).
     const WITH_INLINE: u8 = 0x83;
@@ -75,8 +75,30 @@ impl LedgerHook {
 
     /// Appends a queue row per log for each own envelope the batch stores; true when it
     /// did. Envelopes of other agencies (received, held in custody) are not ours to submit.
+    ///
+    /// The relay signs a tenant's envelope in the batch that stores it, with the tenant's
+    /// sequence index row (`SenderSeq`: tenant ‖ 0x00 ‖ seq → content id): those rows name
+    /// the own envelopes, so no stored envelope is decoded here (this runs on the driver
+    /// thread for every batch). A received envelope indexes its (foreign) sender.
     pub fn extend(&self, batch: &mut Batch) -> bool {
         if self.tenants.is_empty() || self.logs.is_empty() {
+            return false;
+        }
+        let own: HashSet<&[u8]> = batch
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                StoreOp::Put {
+                    column: Column::SenderSeq,
+                    key,
+                    value,
+                } => split_agency_seq_key(key)
+                    .filter(|(sender, _)| self.tenants.contains(sender))
+                    .map(|_| value.as_slice()),
+                _ => None,
+            })
+            .collect();
+        if own.is_empty() {
             return false;
         }
         let mut rows = Vec::new();
@@ -89,17 +111,12 @@ impl LedgerHook {
             else {
                 continue;
             };
-            // The relay stores only envelopes it decoded itself; one that does not decode
-            // here is not ours either.
+            if !own.contains(key.as_slice()) {
+                continue;
+            }
             let Some(entry) = header_of(value) else {
                 continue;
             };
-            let Ok(env) = SignedEnvelope::decode_header(&entry) else {
-                continue;
-            };
-            if !self.tenants.contains(&env.body().from) {
-                continue;
-            }
             for log in &self.logs {
                 rows.push(StoreOp::Put {
                     column: Column::LedgerQueue,
@@ -118,9 +135,12 @@ impl LedgerHook {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use lienthong_protocol::envelope::{ENVELOPE_VERSION, EnvelopeBody, Kind, Payload, Routing};
+    use lienthong_protocol::envelope::{
+        ENVELOPE_VERSION, EnvelopeBody, Kind, Payload, Routing, SignedEnvelope,
+    };
     use lienthong_protocol::keys::SigningKey;
     use lienthong_protocol::ledger::LedgerEntry;
+    use lienthong_protocol::relay::records::agency_seq_key;
 
     use super::*;
 
@@ -140,6 +160,21 @@ mod tests {
             },
         };
         SignedEnvelope::sign(body, &SigningKey::from_seed(&[seed; 32])).unwrap()
+    }
+
+    /// Stores `env` as the relay does, whether it signed or received it: the envelope and
+    /// its sender's sequence index row.
+    fn store(batch: &mut Batch, env: &SignedEnvelope) {
+        batch.put(
+            Column::Envelopes,
+            env.id().as_bytes().to_vec(),
+            env.bytes().to_vec(),
+        );
+        batch.put(
+            Column::SenderSeq,
+            agency_seq_key(&env.body().from, env.body().seq),
+            env.id().as_bytes().to_vec(),
+        );
     }
 
     #[test]
@@ -174,16 +209,8 @@ mod tests {
         let own = envelope("000.00.00.G01", 1);
         let foreign = envelope("000.00.00.G02", 2);
         let mut batch = Batch::default();
-        batch.put(
-            Column::Envelopes,
-            own.id().as_bytes().to_vec(),
-            own.bytes().to_vec(),
-        );
-        batch.put(
-            Column::Envelopes,
-            foreign.id().as_bytes().to_vec(),
-            foreign.bytes().to_vec(),
-        );
+        store(&mut batch, &own);
+        store(&mut batch, &foreign);
         batch.put(Column::Meta, b"x".to_vec(), b"y".to_vec());
         assert!(hook.extend(&mut batch));
         let queued: Vec<_> = batch
@@ -209,12 +236,8 @@ mod tests {
         }
 
         let mut foreign_only = Batch::default();
-        foreign_only.put(
-            Column::Envelopes,
-            foreign.id().as_bytes().to_vec(),
-            foreign.bytes().to_vec(),
-        );
+        store(&mut foreign_only, &foreign);
         assert!(!hook.extend(&mut foreign_only));
-        assert_eq!(foreign_only.ops.len(), 1);
+        assert_eq!(foreign_only.ops.len(), 2);
     }
 }
