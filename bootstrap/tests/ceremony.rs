@@ -489,14 +489,6 @@ where
     .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Runs `lienthong-bootstrap roster publish` against `url` off the async runtime; returns
 /// (success, stdout + stderr).
 async fn publish_with_binary(url: String, file: PathBuf) -> (bool, String) {
@@ -532,7 +524,7 @@ async fn the_central_node_relays_holds_custody_and_gossips_published_revocations
             name: "central-a".into(),
             central: true,
             tenants: vec![],
-            port: free_port(),
+            port: lienthong_node::federation::free_loopback_port(),
             http_port: None,
         },
         NodeSpec {
@@ -542,14 +534,14 @@ async fn the_central_node_relays_holds_custody_and_gossips_published_revocations
                 (a.clone(), "Ministry".into()),
                 (c.clone(), "Ministry department".into()),
             ],
-            port: free_port(),
+            port: lienthong_node::federation::free_loopback_port(),
             http_port: None,
         },
         NodeSpec {
             name: "province".into(),
             central: false,
             tenants: vec![(b.clone(), "Province".into())],
-            port: free_port(),
+            port: lienthong_node::federation::free_loopback_port(),
             http_port: None,
         },
     ];

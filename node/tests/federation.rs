@@ -13,7 +13,10 @@
     clippy::panic
 )]
 
-use std::future::Future;
+mod common;
+
+use common::eventually;
+
 use std::time::Duration;
 
 use lienthong_node::federation::{LocalFederation, NodeSpec, free_loopback_port};
@@ -32,8 +35,6 @@ use tempfile::TempDir;
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(30);
-/// How often a condition on durable state is re-checked while waiting for it.
-const RECHECK: Duration = Duration::from_millis(25);
 
 fn agency(code: &str) -> AgencyId {
     AgencyId::parse(code).unwrap()
@@ -73,21 +74,6 @@ impl Fed {
         node.listen_addrs().await;
         node
     }
-}
-
-/// Waits until `check` holds, re-checking it every [`RECHECK`].
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    timeout(WAIT, async {
-        while !check().await {
-            tokio::time::sleep(RECHECK).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
 }
 
 /// The status codes `recipient` has reported on `id`, as the node holding the record sees
@@ -173,7 +159,7 @@ async fn two_nodes_deliver_and_exchange_statuses() {
     assert_eq!(inbox_count(&node_b, &b, id), 1);
 
     // B's signed 01 comes back to A with the push's answer.
-    eventually("A holds B's 01", || async {
+    eventually("A holds B's 01", WAIT, || async {
         statuses(&node_a, id, &b) == [StatusCode::Arrived]
     })
     .await;
@@ -187,7 +173,7 @@ async fn two_nodes_deliver_and_exchange_statuses() {
     ] {
         post(&node_b, &b, id, code).await;
     }
-    eventually("A holds B's whole status chain", || async {
+    eventually("A holds B's whole status chain", WAIT, || async {
         statuses(&node_a, id, &b).len() == 5
     })
     .await;
@@ -212,7 +198,7 @@ async fn two_nodes_deliver_and_exchange_statuses() {
     };
     assert_eq!(connected(&node_a), 1);
     node_b.shutdown().await;
-    eventually("A sees B gone", || async { connected(&node_a) == 0 }).await;
+    eventually("A sees B gone", WAIT, || async { connected(&node_a) == 0 }).await;
     node_a.shutdown().await;
 }
 
@@ -238,7 +224,7 @@ async fn an_offline_recipient_receives_through_a_custodian_after_the_sender_left
         "Gửi khi bên nhận ngoại tuyến",
     )
     .await;
-    eventually("the central node holds custody", || async {
+    eventually("the central node holds custody", WAIT, || async {
         central.driver().pending_deliveries().await.unwrap() == 1
     })
     .await;
@@ -246,18 +232,18 @@ async fn an_offline_recipient_receives_through_a_custodian_after_the_sender_left
 
     // B comes up with A gone: the custodian delivers.
     let node_b = fed.start(2).await;
-    eventually("B's inbox holds the document", || async {
+    eventually("B's inbox holds the document", WAIT, || async {
         inbox_count(&node_b, &b, id) == 1
     })
     .await;
-    eventually("the custodian is done", || async {
+    eventually("the custodian is done", WAIT, || async {
         central.driver().pending_deliveries().await.unwrap() == 0
     })
     .await;
 
     // A comes back and learns of the 01 (B keeps its status until A confirms).
     let node_a = fed.start(1).await;
-    eventually("A holds B's 01", || async {
+    eventually("A holds B's 01", WAIT, || async {
         statuses(&node_a, id, &b).first() == Some(&StatusCode::Arrived)
     })
     .await;
@@ -302,11 +288,11 @@ async fn a_recipient_restarted_mid_delivery_gets_every_document_once() {
     node_b.shutdown().await;
 
     let node_b = fed.start(1).await;
-    eventually("every document is in B's inbox", || async {
+    eventually("every document is in B's inbox", WAIT, || async {
         ids.iter().all(|id| inbox_count(&node_b, &b, *id) >= 1)
     })
     .await;
-    eventually("A's outbox is empty", || async {
+    eventually("A's outbox is empty", WAIT, || async {
         node_a.driver().pending_deliveries().await.unwrap() == 0
     })
     .await;
@@ -499,7 +485,7 @@ async fn tampered_replayed_unknown_and_revoked_senders_are_refused_and_penalised
         "{receipts:?}"
     );
     assert_eq!(inbox_count(&node_b, &b, second.id()), 0);
-    eventually("the tampering peer's score drops", || async {
+    eventually("the tampering peer's score drops", WAIT, || async {
         score().await < score_before
     })
     .await;

@@ -10,8 +10,11 @@
     clippy::panic
 )]
 
+mod common;
+
+use common::eventually;
+
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -19,7 +22,7 @@ use base64::Engine as _;
 use lienthong_bootstrap::config::Config;
 use lienthong_bootstrap::http::AddResponse;
 use lienthong_bootstrap::node::Node as LogNode;
-use lienthong_node::federation::{LocalFederation, NodeSpec};
+use lienthong_node::federation::{LocalFederation, NodeSpec, free_loopback_port};
 use lienthong_node::ledger::{AlarmKind, LedgerConfig};
 use lienthong_node::net::{CHECKPOINTS_TOPIC, Command};
 use lienthong_node::node::Node;
@@ -37,37 +40,13 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
-use tokio::time::timeout;
 
 const FED: &str = "test";
 const WAIT: Duration = Duration::from_secs(60);
-const RECHECK: Duration = Duration::from_millis(50);
 const LOGS: [&str; 3] = ["c0", "c1", "c2"];
 
 fn agency(code: &str) -> AgencyId {
     AgencyId::parse(code).unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    timeout(WAIT, async {
-        while !check().await {
-            tokio::time::sleep(RECHECK).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
 }
 
 /// Three central logs (specs 0..3, only their HTTP ledgers run) and two agency nodes.
@@ -85,8 +64,8 @@ impl Rig {
                 name: (*name).into(),
                 central: true,
                 tenants: Vec::new(),
-                port: free_port(),
-                http_port: Some(free_port()),
+                port: free_loopback_port(),
+                http_port: Some(free_loopback_port()),
             })
             .collect();
         for (name, code) in [("ministry", "000.00.00.G01"), ("province", "000.00.00.H41")] {
@@ -94,7 +73,7 @@ impl Rig {
                 name: name.into(),
                 central: false,
                 tenants: vec![(agency(code), format!("Agency {code}"))],
-                port: free_port(),
+                port: free_loopback_port(),
                 http_port: None,
             });
         }
@@ -265,21 +244,25 @@ async fn one_document_everywhere(
     let node_a = rig.start_node(0).await;
     let node_b = rig.start_node(1).await;
     send(&node_a, a, b, "Công văn").await;
-    eventually("both nodes drained their queues", || async {
+    eventually("both nodes drained their queues", WAIT, || async {
         all_queues_empty(&[&node_a, &node_b]).await && own_entries(&node_b, b).len() == 1
     })
     .await;
     // Every entry is in c0 now, so no newer checkpoint can follow the one of this size.
     let size = c0.log().head().size;
-    eventually("both nodes hold c0's checkpoint of every entry", || async {
-        for node in [&node_a, &node_b] {
-            let held = node.ledger().checkpoint("c0").await;
-            if held.is_none_or(|cp| cp.checkpoint().size() != size) {
-                return false;
+    eventually(
+        "both nodes hold c0's checkpoint of every entry",
+        WAIT,
+        || async {
+            for node in [&node_a, &node_b] {
+                let held = node.ledger().checkpoint("c0").await;
+                if held.is_none_or(|cp| cp.checkpoint().size() != size) {
+                    return false;
+                }
             }
-        }
-        true
-    })
+            true
+        },
+    )
     .await;
     let held = node_a.ledger().checkpoint("c0").await.unwrap();
     (node_a, node_b, held)
@@ -316,14 +299,14 @@ async fn every_entry_reaches_every_log_and_a_stopped_log_catches_up() {
         let id = send(&node_a, &a, &b, &format!("Công văn số {n}")).await;
         docs.push(id);
     }
-    eventually("B's 01 for every document is back at A", || async {
+    eventually("B's 01 for every document is back at A", WAIT, || async {
         own_entries(&node_b, &b).len() == docs.len()
     })
     .await;
     for id in &docs {
         post(&node_b, &b, *id, StatusCode::Accepted).await;
     }
-    eventually("every queue drained into all three logs", || async {
+    eventually("every queue drained into all three logs", WAIT, || async {
         all_queues_empty(&[&node_a, &node_b]).await
     })
     .await;
@@ -336,14 +319,14 @@ async fn every_entry_reaches_every_log_and_a_stopped_log_catches_up() {
         let id = send(&node_a, &a, &b, &format!("Công văn số {n}")).await;
         docs.push(id);
     }
-    eventually("B's 01s for the new documents", || async {
+    eventually("B's 01s for the new documents", WAIT, || async {
         own_entries(&node_b, &b).len() == 3 + docs.len()
     })
     .await;
     for id in &docs[3..] {
         post(&node_b, &b, *id, StatusCode::Accepted).await;
     }
-    eventually("the running logs have everything", || async {
+    eventually("the running logs have everything", WAIT, || async {
         for node in [&node_a, &node_b] {
             for log in ["c0", "c2"] {
                 if queued(node, log).await > 0 {
@@ -380,9 +363,11 @@ async fn every_entry_reaches_every_log_and_a_stopped_log_catches_up() {
 
     // c1 comes back on the same data: the queues drain into it.
     logs[1] = Some(rig.start_log(1).await);
-    eventually("the queues for c1 drained after its restart", || async {
-        all_queues_empty(&[&node_a, &node_b]).await
-    })
+    eventually(
+        "the queues for c1 drained after its restart",
+        WAIT,
+        || async { all_queues_empty(&[&node_a, &node_b]).await },
+    )
     .await;
 
     // Every own envelope of both nodes is in every log, with a verified inclusion proof.
@@ -432,7 +417,7 @@ async fn a_forged_checkpoint_on_gossip_raises_a_split_view_alarm() {
     let (root, forged) = forge_same_size(&rig, &held);
 
     // B gossips it; A checks it and raises the alarm with both signed checkpoints.
-    eventually("A raised a split-view alarm", || async {
+    eventually("A raised a split-view alarm", WAIT, || async {
         let _ = node_b
             .net()
             .send(Command::Publish {
@@ -510,14 +495,18 @@ async fn a_log_removed_from_the_roster_is_declared_down_and_its_queue_dropped() 
     let node_a = rig.start_node(0).await;
     let node_b = rig.start_node(1).await;
     send(&node_a, &a, &b, "Công văn").await;
-    eventually("c0 and c1 have everything; c2's queues wait", || async {
-        for node in [&node_a, &node_b] {
-            if queued(node, "c0").await + queued(node, "c1").await > 0 {
-                return false;
+    eventually(
+        "c0 and c1 have everything; c2's queues wait",
+        WAIT,
+        || async {
+            for node in [&node_a, &node_b] {
+                if queued(node, "c0").await + queued(node, "c1").await > 0 {
+                    return false;
+                }
             }
-        }
-        queued(&node_a, "c2").await == 1 && queued(&node_b, "c2").await == 1
-    })
+            queued(&node_a, "c2").await == 1 && queued(&node_b, "c2").await == 1
+        },
+    )
     .await;
 
     // The central office removes c2 (k of n): both nodes drop its queue.
@@ -528,16 +517,20 @@ async fn a_log_removed_from_the_roster_is_declared_down_and_its_queue_dropped() 
         })
         .unwrap();
     node_a.apply_roster(next).await.unwrap();
-    eventually("c2's queues are dropped at both nodes", || async {
+    eventually("c2's queues are dropped at both nodes", WAIT, || async {
         queued(&node_a, "c2").await == 0 && queued(&node_b, "c2").await == 0
     })
     .await;
 
     // New envelopes are no longer queued for it.
     send(&node_a, &a, &b, "Công văn 2").await;
-    eventually("the new document and its 01 are in c0 and c1", || async {
-        own_entries(&node_b, &b).len() == 2 && all_queues_empty(&[&node_a, &node_b]).await
-    })
+    eventually(
+        "the new document and its 01 are in c0 and c1",
+        WAIT,
+        || async {
+            own_entries(&node_b, &b).len() == 2 && all_queues_empty(&[&node_a, &node_b]).await
+        },
+    )
     .await;
 
     node_a.shutdown().await;
@@ -603,7 +596,7 @@ async fn a_forged_checkpoint_fetched_from_a_log_raises_an_alarm_and_keeps_the_qu
     let (_, forged) = forge_same_size(&rig, &held);
     *p.forged.lock().unwrap() = Some(forged.clone());
     send(&node_a, &a, &b, "Công văn 2").await;
-    eventually("A raised an alarm from what it fetched", || async {
+    eventually("A raised an alarm from what it fetched", WAIT, || async {
         node_a
             .ledger()
             .alarms()
@@ -614,7 +607,7 @@ async fn a_forged_checkpoint_fetched_from_a_log_raises_an_alarm_and_keeps_the_qu
     })
     .await;
     // Nothing is taken off c0's queue on the word of a log caught lying; the others drain.
-    eventually("c1 and c2 have the new document", || async {
+    eventually("c1 and c2 have the new document", WAIT, || async {
         queued(&node_a, "c1").await + queued(&node_a, "c2").await == 0
     })
     .await;
@@ -624,6 +617,7 @@ async fn a_forged_checkpoint_fetched_from_a_log_raises_an_alarm_and_keeps_the_qu
     *p.forged.lock().unwrap() = None;
     eventually(
         "c0's queue drains once its checkpoints are consistent again",
+        WAIT,
         || async { all_queues_empty(&[&node_a, &node_b]).await },
     )
     .await;
