@@ -917,7 +917,6 @@ async fn inbox_pages_and_event_stream() {
     }
 
     // Resuming with Last-Event-ID replays what follows it (the first stream is closed).
-    tokio::time::sleep(Duration::from_millis(50)).await;
     let resume = Request::builder()
         .uri("/v1/inbox/stream")
         .header(header::AUTHORIZATION, "Bearer token-b")
@@ -992,7 +991,6 @@ async fn agencies_health_metrics_and_unknown_routes() {
 
     // A stopped driver: 503 (send, status, readiness), never a plain error.
     node.driver.shutdown().await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
     node.post(
         "/v1/documents",
         "token-a",
@@ -1273,18 +1271,32 @@ async fn requests_beyond_the_in_flight_limit_get_429() {
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from_stream(rx))
         .unwrap();
-    let router = node.router.clone();
-    let first = tokio::spawn(async move { router.oneshot(slow).await.unwrap().status() });
     futures::SinkExt::send(&mut tx, Ok(Bytes::from_static(b"{")))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let busy = node.get("/v1/agencies", "token-a").await;
+    // Polled here only, so the probes below never race it for the slot: once it holds the
+    // slot (waiting for the rest of its body), a probe gets 429.
+    let mut first = std::pin::pin!(node.router.clone().oneshot(slow));
+    let busy = tokio::time::timeout(WAIT, async {
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut first => panic!("the slow request ended: {}", r.unwrap().status()),
+                () = tokio::task::yield_now() => {}
+            }
+            let probe = node.get("/v1/agencies", "token-a").await;
+            if probe.status != StatusCode::OK {
+                return probe;
+            }
+        }
+    })
+    .await
+    .unwrap();
     busy.problem(StatusCode::TOO_MANY_REQUESTS, None);
     assert_eq!(busy.headers[header::RETRY_AFTER], "1");
     // The slot frees when the first request ends (here: a truncated JSON body, 400).
     drop(tx);
-    assert_eq!(first.await.unwrap(), StatusCode::BAD_REQUEST);
+    assert_eq!(first.await.unwrap().status(), StatusCode::BAD_REQUEST);
     assert_eq!(
         node.get("/v1/agencies", "token-a").await.status,
         StatusCode::OK
