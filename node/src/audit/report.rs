@@ -94,7 +94,7 @@ pub struct ReportData {
     pub open_documents: u64,
 }
 
-fn row(a: &AgencyStats, never: bool) -> Row {
+fn row(a: &AgencyStats) -> Row {
     Row {
         id: a.id.to_string(),
         name: a.name.clone(),
@@ -107,7 +107,7 @@ fn row(a: &AgencyStats, never: bool) -> Row {
         to_completed: (&a.time_to_completed).into(),
         past_due: a.past_due,
         unacknowledged: a.unacknowledged,
-        never_acknowledged: u64::from(never),
+        never_acknowledged: u64::from(a.never_acknowledged()),
     }
 }
 
@@ -126,8 +126,7 @@ fn stalled(s: &StalledCopy) -> Stalled {
 
 /// Builds the report's data from the replay statistics.
 pub fn data(stats: &Stats, entries: u64, violations: usize) -> ReportData {
-    let never = |a: &AgencyStats| stats.never_acknowledged.contains(&a.id);
-    let agencies: Vec<Row> = stats.agencies.iter().map(|a| row(a, never(a))).collect();
+    let agencies: Vec<Row> = stats.agencies.iter().map(row).collect();
     let mut by_level: BTreeMap<Option<u8>, (Row, [Latency; 3])> = BTreeMap::new();
     for a in &stats.agencies {
         let (r, l) = by_level.entry(a.level).or_insert_with(|| {
@@ -156,7 +155,7 @@ pub fn data(stats: &Stats, entries: u64, violations: usize) -> ReportData {
         r.received += a.documents_received;
         r.past_due += a.past_due;
         r.unacknowledged += a.unacknowledged;
-        r.never_acknowledged += u64::from(never(a));
+        r.never_acknowledged += u64::from(a.never_acknowledged());
         let [l1, l3, l6] = l;
         l1.merge(&a.time_to_arrived);
         l3.merge(&a.time_to_accepted);
