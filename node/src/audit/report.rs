@@ -18,8 +18,8 @@ use serde_json::json;
 use super::AuditError;
 use super::replay::{ReplayOptions, Source, replay};
 
-/// Output format of the report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Output format of the report (also `audit report --format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ReportFormat {
     #[default]
     Table,
