@@ -64,23 +64,14 @@ pub enum AuditCommand {
     Report {
         /// A mirror directory made by `audit fetch`.
         dir: PathBuf,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
         /// Write to this file instead of standard output.
         #[arg(long, short)]
         output: Option<PathBuf>,
         #[command(flatten)]
         trust: TrustArgs,
     },
-}
-
-/// Report formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-    Csv,
-    Html,
 }
 
 /// What the auditor trusts.
@@ -213,12 +204,6 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             output,
             trust,
         } => {
-            let format = match format {
-                Format::Table => ReportFormat::Table,
-                Format::Json => ReportFormat::Json,
-                Format::Csv => ReportFormat::Csv,
-                Format::Html => ReportFormat::Html,
-            };
             let quiet = format != ReportFormat::Table || output.is_some();
             let text = audit::report(&dir, format, &trust.options(quiet))
                 .with_context(|| format!("reporting on {}", dir.display()))?;

@@ -599,11 +599,6 @@ async fn malformed_oversize_and_invalid_sends_store_nothing() {
         .problem(StatusCode::PAYLOAD_TOO_LARGE, None);
 
     // Shape and values: 422 naming the field.
-    let mut wrong_type = document("x", "H41,2026/11/23,5/CV");
-    wrong_type["header"]["priority"] = json!("urgent");
-    node.post("/v1/documents", "token-a", wrong_type)
-        .await
-        .problem(StatusCode::UNPROCESSABLE_ENTITY, Some("header.priority"));
     let mut missing = document("x", "H41,2026/11/23,5/CV");
     missing["header"].as_object_mut().unwrap().remove("subject");
     let p = node
@@ -611,75 +606,59 @@ async fn malformed_oversize_and_invalid_sends_store_nothing() {
         .await
         .problem(StatusCode::UNPROCESSABLE_ENTITY, None);
     assert!(p["detail"].as_str().unwrap().contains("subject"), "{p}");
-    let mut unknown_field = document("x", "H41,2026/11/23,5/CV");
-    unknown_field["header"]["colour"] = json!("red");
-    node.post("/v1/documents", "token-a", unknown_field)
-        .await
-        .problem(StatusCode::UNPROCESSABLE_ENTITY, None);
-    let mut bad_agency = document("x", "H41,2026/11/23,5/CV");
-    bad_agency["header"]["to"][0]["organ_id"] = json!("no/such");
-    node.post("/v1/documents", "token-a", bad_agency)
-        .await
-        .problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
+    let invalid: [(fn(&mut Value), Option<&str>); 11] = [
+        (
+            |d| d["header"]["priority"] = json!("urgent"),
+            Some("header.priority"),
+        ),
+        (|d| d["header"]["colour"] = json!("red"), None),
+        (
+            |d| d["header"]["to"][0]["organ_id"] = json!("no/such"),
             Some("header.to[0].organ_id"),
-        );
-    let mut unknown = document("x", "H41,2026/11/23,5/CV");
-    unknown["header"]["to"][0]["organ_id"] = json!("000.00.00.H99");
-    node.post("/v1/documents", "token-a", unknown)
-        .await
-        .problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            |d| d["header"]["to"][0]["organ_id"] = json!("000.00.00.H99"),
             Some("header.to[0].organ_id"),
-        );
-    let mut to_self = document("x", "H41,2026/11/23,5/CV");
-    to_self["header"]["to"][0]["organ_id"] = json!(A);
-    node.post("/v1/documents", "token-a", to_self)
-        .await
-        .problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            |d| d["header"]["to"][0]["organ_id"] = json!(A),
             Some("header.to[0].organ_id"),
-        );
-    let mut bad_date = document("x", "H41,2026/11/23,5/CV");
-    bad_date["header"]["promulgation"]["date"] = json!("23/11/2026");
-    node.post("/v1/documents", "token-a", bad_date)
-        .await
-        .problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            |d| d["header"]["promulgation"]["date"] = json!("23/11/2026"),
             Some("header.promulgation.date"),
-        );
-    let mut long = document("x", "H41,2026/11/23,5/CV");
-    long["header"]["code"]["number"] = json!("9".repeat(600));
-    node.post("/v1/documents", "token-a", long)
-        .await
-        .problem(StatusCode::UNPROCESSABLE_ENTITY, Some("header.code.number"));
-    let mut bad_b64 = document("x", "H41,2026/11/23,5/CV");
-    bad_b64["attachments"][0]["data"] = json!("***");
-    node.post("/v1/documents", "token-a", bad_b64)
-        .await
-        .problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            |d| d["header"]["code"]["number"] = json!("9".repeat(600)),
+            Some("header.code.number"),
+        ),
+        (
+            |d| d["attachments"][0]["data"] = json!("***"),
             Some("attachments[0].data"),
-        );
-    let mut bad_name = document("x", "H41,2026/11/23,5/CV");
-    bad_name["attachments"][0]["name"] = json!("../etc/passwd");
-    node.post("/v1/documents", "token-a", bad_name)
-        .await
-        .problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            |d| d["attachments"][0]["name"] = json!("../etc/passwd"),
             Some("attachments[0].name"),
-        );
-    let mut many = document("x", "H41,2026/11/23,5/CV");
-    let one = many["attachments"][0].clone();
-    many["attachments"] = json!(vec![one; 65]);
-    node.post("/v1/documents", "token-a", many)
-        .await
-        .problem(StatusCode::UNPROCESSABLE_ENTITY, Some("attachments"));
-    let mut business = document("x", "H41,2026/11/23,5/CV");
-    business["header"]["business"] = json!("update");
-    node.post("/v1/documents", "token-a", business)
-        .await
-        .problem(StatusCode::UNPROCESSABLE_ENTITY, Some("header.business"));
+        ),
+        (
+            |d| {
+                let one = d["attachments"][0].clone();
+                d["attachments"] = json!(vec![one; 65]);
+            },
+            Some("attachments"),
+        ),
+        (
+            |d| d["header"]["business"] = json!("update"),
+            Some("header.business"),
+        ),
+    ];
+    for (mutate, field) in invalid {
+        let mut invalid = document("x", "H41,2026/11/23,5/CV");
+        mutate(&mut invalid);
+        node.post("/v1/documents", "token-a", invalid)
+            .await
+            .problem(StatusCode::UNPROCESSABLE_ENTITY, field);
+    }
 
     // None of it left anything behind: no envelope, no delivery, no idempotency record.
     assert_eq!(node.driver.pending_deliveries().await.unwrap(), 0);
@@ -938,7 +917,6 @@ async fn inbox_pages_and_event_stream() {
     }
 
     // Resuming with Last-Event-ID replays what follows it (the first stream is closed).
-    tokio::time::sleep(Duration::from_millis(50)).await;
     let resume = Request::builder()
         .uri("/v1/inbox/stream")
         .header(header::AUTHORIZATION, "Bearer token-b")
@@ -1013,7 +991,6 @@ async fn agencies_health_metrics_and_unknown_routes() {
 
     // A stopped driver: 503 (send, status, readiness), never a plain error.
     node.driver.shutdown().await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
     node.post(
         "/v1/documents",
         "token-a",
@@ -1294,18 +1271,32 @@ async fn requests_beyond_the_in_flight_limit_get_429() {
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from_stream(rx))
         .unwrap();
-    let router = node.router.clone();
-    let first = tokio::spawn(async move { router.oneshot(slow).await.unwrap().status() });
     futures::SinkExt::send(&mut tx, Ok(Bytes::from_static(b"{")))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let busy = node.get("/v1/agencies", "token-a").await;
+    // Polled here only, so the probes below never race it for the slot: once it holds the
+    // slot (waiting for the rest of its body), a probe gets 429.
+    let mut first = std::pin::pin!(node.router.clone().oneshot(slow));
+    let busy = tokio::time::timeout(WAIT, async {
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut first => panic!("the slow request ended: {}", r.unwrap().status()),
+                () = tokio::task::yield_now() => {}
+            }
+            let probe = node.get("/v1/agencies", "token-a").await;
+            if probe.status != StatusCode::OK {
+                return probe;
+            }
+        }
+    })
+    .await
+    .unwrap();
     busy.problem(StatusCode::TOO_MANY_REQUESTS, None);
     assert_eq!(busy.headers[header::RETRY_AFTER], "1");
     // The slot frees when the first request ends (here: a truncated JSON body, 400).
     drop(tx);
-    assert_eq!(first.await.unwrap(), StatusCode::BAD_REQUEST);
+    assert_eq!(first.await.unwrap().status(), StatusCode::BAD_REQUEST);
     assert_eq!(
         node.get("/v1/agencies", "token-a").await.status,
         StatusCode::OK

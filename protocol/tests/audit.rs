@@ -611,6 +611,18 @@ fn assert_only(report: &Report, allowed: &[&str]) {
     }
 }
 
+/// A ledger of `seed` with `inject` in it, replayed: the report shows `kind` and nothing
+/// else.
+#[track_caller]
+fn injected(seed: u64, inject: Inject, kind: &str) -> (Ledger, Report) {
+    let ledger = generate(seed, inject);
+    assert!(ledger.injected_at.is_some());
+    let report = ledger.replay();
+    assert_detects(&report, kind);
+    assert_only(&report, &[kind]);
+    (ledger, report)
+}
+
 #[test]
 fn a_clean_ledger_verifies_in_every_mode() {
     let ledger = generate(1, Inject::None);
@@ -935,11 +947,7 @@ fn split_view() {
 
 #[test]
 fn equivocating_sender() {
-    let ledger = generate(9, Inject::Equivocation);
-    assert!(ledger.injected_at.is_some());
-    let report = ledger.replay();
-    assert_detects(&report, "equivocation");
-    assert_only(&report, &["equivocation"]);
+    let (ledger, report) = injected(9, Inject::Equivocation, "equivocation");
     let Violation::Equivocation {
         sender,
         seq,
@@ -974,11 +982,7 @@ fn equivocating_sender() {
 
 #[test]
 fn status_from_a_non_recipient() {
-    let ledger = generate(10, Inject::NonRecipientStatus);
-    assert!(ledger.injected_at.is_some());
-    let report = ledger.replay();
-    assert_detects(&report, "status-from-non-party");
-    assert_only(&report, &["status-from-non-party"]);
+    let (ledger, report) = injected(10, Inject::NonRecipientStatus, "status-from-non-party");
     assert_eq!(
         report.violations[0].position(),
         Some(ledger.injected_at.unwrap() as u64)
@@ -987,11 +991,7 @@ fn status_from_a_non_recipient() {
 
 #[test]
 fn entry_signed_by_a_revoked_key() {
-    let ledger = generate(11, Inject::RevokedSender);
-    assert!(ledger.injected_at.is_some());
-    let report = ledger.replay();
-    assert_detects(&report, "sender-not-active");
-    assert_only(&report, &["sender-not-active"]);
+    let (ledger, report) = injected(11, Inject::RevokedSender, "sender-not-active");
     let Violation::SenderNotActive {
         index,
         sender,
@@ -1018,11 +1018,7 @@ fn entry_signed_by_a_revoked_key() {
 
 #[test]
 fn invalid_transition() {
-    let ledger = generate(12, Inject::CompletedBeforeAccepted);
-    assert!(ledger.injected_at.is_some());
-    let report = ledger.replay();
-    assert_detects(&report, "invalid-transition");
-    assert_only(&report, &["invalid-transition"]);
+    let (_, report) = injected(12, Inject::CompletedBeforeAccepted, "invalid-transition");
     let Violation::InvalidTransition { stage, code, .. } = &report.violations[0] else {
         panic!()
     };
@@ -1032,11 +1028,7 @@ fn invalid_transition() {
 
 #[test]
 fn roster_epoch_below_threshold() {
-    let ledger = generate(13, Inject::WeakRoster);
-    assert!(ledger.injected_at.is_some());
-    let report = ledger.replay();
-    assert_detects(&report, "roster-below-threshold");
-    assert_only(&report, &["roster-below-threshold"]);
+    let (_, report) = injected(13, Inject::WeakRoster, "roster-below-threshold");
     assert_eq!(report.roster_epoch, 2, "the weak epoch is not applied");
 }
 

@@ -319,6 +319,69 @@ pub async fn send_document(
     send(state, caller, headers, request, Kind::Document, None).await
 }
 
+/// The answers of `/update`, `/replace` and `/revoke`, listed once for the three (OpenAPI
+/// only: the handlers answer with [`SendResponse`] or a [`Problem`]).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum ActOnResponses {
+    #[response(status = 202, description = "Durable in the outbox")]
+    Accepted(SendResponse),
+    #[response(
+        status = 400,
+        description = "Malformed request",
+        content_type = "application/problem+json"
+    )]
+    BadRequest(Problem),
+    #[response(
+        status = 401,
+        description = "No valid bearer token",
+        content_type = "application/problem+json"
+    )]
+    Unauthorized(Problem),
+    #[response(
+        status = 403,
+        description = "Not the earlier document's sender",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(Problem),
+    #[response(
+        status = 404,
+        description = "No such document",
+        content_type = "application/problem+json"
+    )]
+    NotFound(Problem),
+    #[response(
+        status = 409,
+        description = "Idempotency key in use or reused",
+        content_type = "application/problem+json"
+    )]
+    Conflict(Problem),
+    #[response(
+        status = 413,
+        description = "Body too large",
+        content_type = "application/problem+json"
+    )]
+    TooLarge(Problem),
+    #[response(
+        status = 415,
+        description = "Not application/json",
+        content_type = "application/problem+json"
+    )]
+    UnsupportedMediaType(Problem),
+    #[response(
+        status = 422,
+        description = "A field is invalid",
+        content_type = "application/problem+json"
+    )]
+    Invalid(Problem),
+    #[response(
+        status = 503,
+        description = "The node cannot accept it now",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(Problem),
+}
+
 async fn act_on(
     state: ApiState,
     caller: Caller,
@@ -356,18 +419,7 @@ async fn act_on(
     request_body(content = SendRequest, content_type = "application/json"),
     params(("id" = String, Path, description = "Content id of the earlier document"),
         ("Idempotency-Key" = Option<String>, Header, description = "Client key making retries safe")),
-    responses(
-        (status = 202, description = "Durable in the outbox", body = SendResponse),
-        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not the earlier document's sender", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Idempotency key in use or reused", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The node cannot accept it now", body = Problem, content_type = "application/problem+json"),
-    )
+    responses(ActOnResponses)
 )]
 pub async fn update_document(
     State(state): State<ApiState>,
@@ -389,18 +441,7 @@ pub async fn update_document(
     request_body(content = SendRequest, content_type = "application/json"),
     params(("id" = String, Path, description = "Content id of the earlier document"),
         ("Idempotency-Key" = Option<String>, Header, description = "Client key making retries safe")),
-    responses(
-        (status = 202, description = "Durable in the outbox", body = SendResponse),
-        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not the earlier document's sender", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Idempotency key in use or reused", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The node cannot accept it now", body = Problem, content_type = "application/problem+json"),
-    )
+    responses(ActOnResponses)
 )]
 pub async fn replace_document(
     State(state): State<ApiState>,
@@ -422,18 +463,7 @@ pub async fn replace_document(
     request_body(content = SendRequest, content_type = "application/json"),
     params(("id" = String, Path, description = "Content id of the earlier document"),
         ("Idempotency-Key" = Option<String>, Header, description = "Client key making retries safe")),
-    responses(
-        (status = 202, description = "Durable in the outbox", body = SendResponse),
-        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not the earlier document's sender", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Idempotency key in use or reused", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The node cannot accept it now", body = Problem, content_type = "application/problem+json"),
-    )
+    responses(ActOnResponses)
 )]
 pub async fn revoke_document(
     State(state): State<ApiState>,

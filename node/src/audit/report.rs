@@ -18,8 +18,8 @@ use serde_json::json;
 use super::AuditError;
 use super::replay::{ReplayOptions, Source, replay};
 
-/// Output format of the report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Output format of the report (also `audit report --format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ReportFormat {
     #[default]
     Table,
@@ -94,7 +94,7 @@ pub struct ReportData {
     pub open_documents: u64,
 }
 
-fn row(a: &AgencyStats, never: bool) -> Row {
+fn row(a: &AgencyStats) -> Row {
     Row {
         id: a.id.to_string(),
         name: a.name.clone(),
@@ -107,7 +107,7 @@ fn row(a: &AgencyStats, never: bool) -> Row {
         to_completed: (&a.time_to_completed).into(),
         past_due: a.past_due,
         unacknowledged: a.unacknowledged,
-        never_acknowledged: u64::from(never),
+        never_acknowledged: u64::from(a.never_acknowledged()),
     }
 }
 
@@ -126,8 +126,7 @@ fn stalled(s: &StalledCopy) -> Stalled {
 
 /// Builds the report's data from the replay statistics.
 pub fn data(stats: &Stats, entries: u64, violations: usize) -> ReportData {
-    let never = |a: &AgencyStats| stats.never_acknowledged.contains(&a.id);
-    let agencies: Vec<Row> = stats.agencies.iter().map(|a| row(a, never(a))).collect();
+    let agencies: Vec<Row> = stats.agencies.iter().map(row).collect();
     let mut by_level: BTreeMap<Option<u8>, (Row, [Latency; 3])> = BTreeMap::new();
     for a in &stats.agencies {
         let (r, l) = by_level.entry(a.level).or_insert_with(|| {
@@ -156,7 +155,7 @@ pub fn data(stats: &Stats, entries: u64, violations: usize) -> ReportData {
         r.received += a.documents_received;
         r.past_due += a.past_due;
         r.unacknowledged += a.unacknowledged;
-        r.never_acknowledged += u64::from(never(a));
+        r.never_acknowledged += u64::from(a.never_acknowledged());
         let [l1, l3, l6] = l;
         l1.merge(&a.time_to_arrived);
         l3.merge(&a.time_to_accepted);
@@ -253,6 +252,52 @@ fn times(t: &Times) -> String {
     format!("{}/{}/{}", opt(t.p50_ms), opt(t.p90_ms), opt(t.max_ms))
 }
 
+/// An agency's or level's cells: `label` (each format names the row its own way), then
+/// the figures.
+fn row_cells(label: String, r: &Row) -> Vec<String> {
+    vec![
+        label,
+        r.level.map_or("-".into(), |l| l.to_string()),
+        r.sent.to_string(),
+        r.copies_sent.to_string(),
+        r.received.to_string(),
+        times(&r.to_arrived),
+        times(&r.to_accepted),
+        times(&r.to_completed),
+        r.past_due.to_string(),
+        r.unacknowledged.to_string(),
+        r.never_acknowledged.to_string(),
+    ]
+}
+
+const STALLED_HEADER: [&str; 7] = [
+    "sender",
+    "recipient",
+    "content id",
+    "due",
+    "stage",
+    "age",
+    "overdue",
+];
+
+/// The stalled copies' cells, for the table and the HTML.
+fn stalled_cells(stalled: &[Stalled]) -> Vec<Vec<String>> {
+    stalled
+        .iter()
+        .map(|x| {
+            vec![
+                x.sender.clone(),
+                x.recipient.clone(),
+                x.content_id.clone(),
+                x.due.clone(),
+                x.stage.clone(),
+                duration(x.age_ms),
+                duration(x.overdue_ms),
+            ]
+        })
+        .collect()
+}
+
 fn table(d: &ReportData) -> String {
     let mut s = String::new();
     let header = [
@@ -269,23 +314,7 @@ fn table(d: &ReportData) -> String {
         "never 01",
     ];
     let fmt_rows = |rows: &[Row]| -> Vec<Vec<String>> {
-        rows.iter()
-            .map(|r| {
-                vec![
-                    r.id.clone(),
-                    r.level.map_or("-".into(), |l| l.to_string()),
-                    r.sent.to_string(),
-                    r.copies_sent.to_string(),
-                    r.received.to_string(),
-                    times(&r.to_arrived),
-                    times(&r.to_accepted),
-                    times(&r.to_completed),
-                    r.past_due.to_string(),
-                    r.unacknowledged.to_string(),
-                    r.never_acknowledged.to_string(),
-                ]
-            })
-            .collect()
+        rows.iter().map(|r| row_cells(r.id.clone(), r)).collect()
     };
     let _ = writeln!(
         s,
@@ -302,33 +331,7 @@ fn table(d: &ReportData) -> String {
         d.stalled_total,
         d.stalled.len()
     );
-    let rows: Vec<Vec<String>> = d
-        .stalled
-        .iter()
-        .map(|x| {
-            vec![
-                x.sender.clone(),
-                x.recipient.clone(),
-                x.content_id.clone(),
-                x.due.clone(),
-                x.stage.clone(),
-                duration(x.age_ms),
-                duration(x.overdue_ms),
-            ]
-        })
-        .collect();
-    s.push_str(&text_table(
-        &[
-            "sender",
-            "recipient",
-            "content id",
-            "due",
-            "stage",
-            "age",
-            "overdue",
-        ],
-        &rows,
-    ));
+    s.push_str(&text_table(&STALLED_HEADER, &stalled_cells(&d.stalled)));
     if !d.never_acknowledged.is_empty() {
         let _ = writeln!(
             s,
@@ -617,22 +620,11 @@ fn html(d: &ReportData) -> String {
     let rows = |rows: &[Row]| -> Vec<Vec<String>> {
         rows.iter()
             .map(|r| {
-                vec![
-                    match &r.name {
-                        Some(n) => format!("{} ({n})", r.id),
-                        None => r.id.clone(),
-                    },
-                    r.level.map_or("-".into(), |l| l.to_string()),
-                    r.sent.to_string(),
-                    r.copies_sent.to_string(),
-                    r.received.to_string(),
-                    times(&r.to_arrived),
-                    times(&r.to_accepted),
-                    times(&r.to_completed),
-                    r.past_due.to_string(),
-                    r.unacknowledged.to_string(),
-                    r.never_acknowledged.to_string(),
-                ]
+                let label = match &r.name {
+                    Some(n) => format!("{} ({n})", r.id),
+                    None => r.id.clone(),
+                };
+                row_cells(label, r)
             })
             .collect()
     };
@@ -646,33 +638,7 @@ fn html(d: &ReportData) -> String {
         d.stalled_total,
         d.stalled.len()
     );
-    let st: Vec<Vec<String>> = d
-        .stalled
-        .iter()
-        .map(|x| {
-            vec![
-                x.sender.clone(),
-                x.recipient.clone(),
-                x.content_id.clone(),
-                x.due.clone(),
-                x.stage.clone(),
-                duration(x.age_ms),
-                duration(x.overdue_ms),
-            ]
-        })
-        .collect();
-    s.push_str(&html_table(
-        &[
-            "sender",
-            "recipient",
-            "content id",
-            "due",
-            "stage",
-            "age",
-            "overdue",
-        ],
-        &st,
-    ));
+    s.push_str(&html_table(&STALLED_HEADER, &stalled_cells(&d.stalled)));
     if !d.never_acknowledged.is_empty() {
         let _ = writeln!(
             s,

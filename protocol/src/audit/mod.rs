@@ -1467,9 +1467,7 @@ impl Replayer {
         agencies.sort_by(|a, b| a.id.cmp(&b.id));
         let never_acknowledged = agencies
             .iter()
-            .filter(|a| {
-                a.documents_received > 0 && !a.statuses_sent.contains_key(&StatusCode::Arrived)
-            })
+            .filter(|a| a.never_acknowledged())
             .map(|a| a.id.clone())
             .collect();
         Stats {

@@ -151,6 +151,13 @@ pub struct AgencyStats {
     pub expired_unfinished: u64,
 }
 
+impl AgencyStats {
+    /// It received documents but never posted a 01 (arrived).
+    pub fn never_acknowledged(&self) -> bool {
+        self.documents_received > 0 && !self.statuses_sent.contains_key(&StatusCode::Arrived)
+    }
+}
+
 /// A recipient's copy that is past its due date without being finished.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StalledCopy {
