@@ -606,7 +606,9 @@ async fn malformed_oversize_and_invalid_sends_store_nothing() {
         .await
         .problem(StatusCode::UNPROCESSABLE_ENTITY, None);
     assert!(p["detail"].as_str().unwrap().contains("subject"), "{p}");
-    let invalid: [(fn(&mut Value), Option<&str>); 11] = [
+    /// A change that makes a valid send body invalid, and the field the 422 must name.
+    type Breakage = (fn(&mut Value), Option<&'static str>);
+    let invalid: [Breakage; 11] = [
         (
             |d| d["header"]["priority"] = json!("urgent"),
             Some("header.priority"),
