@@ -16,6 +16,11 @@
 //! relay_max_reservations_per_peer = 4  # circuit relay v2 server limits (optional)
 //! relay_max_circuits_per_peer = 8
 //!
+//! [relay]                            # custody and retry timings (optional, as the node's)
+//! custody_after_ms = 5000
+//! retry_base_ms = 1000
+//! retry_max_ms = 600000
+//!
 //! [[peers]]                          # every other central node's log
 //! name = "central-b"
 //! url = "https://central-b.example/"  # its ledger's base URL
@@ -34,7 +39,7 @@ use lienthong_protocol::ledger::log_origin;
 use lienthong_protocol::roster::{RosterBook, SignedRoster};
 use lienthong_protocol::signed_note::{Ed25519Signer, Ed25519Verifier, is_valid_name};
 use lienthong_protocol::tlog_cosignature::{Cosigner, CosignerKey};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::log::LogConfig;
 use crate::witness::PeerLog;
@@ -44,6 +49,12 @@ use crate::witness::PeerLog;
 pub enum ConfigError {
     #[error("reading {path}: {source}")]
     Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing {path}: {source}")]
+    Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -69,7 +80,7 @@ fn invalid(origin: &str, setting: &str, problem: impl Into<String>) -> ConfigErr
 }
 
 /// The file's shape.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub federation: String,
@@ -93,18 +104,21 @@ pub struct FileConfig {
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
     /// The libp2p identity of the relay (required; `Option` only to explain its absence).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport_key: Option<PathBuf>,
     /// The signed genesis roster (required).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genesis_roster: Option<PathBuf>,
     /// libp2p listen addresses (required).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p2p_listen: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay_max_reservations_per_peer: Option<usize>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay_max_circuits_per_peer: Option<usize>,
+    /// The relay's custody and retry timings.
+    #[serde(default)]
+    pub relay: lienthong_node::config::RelaySection,
 }
 
 fn default_checkpoint_ms() -> u64 {
@@ -127,7 +141,7 @@ fn default_group() -> usize {
 }
 
 /// Another central node's log.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerConfig {
     pub name: String,
@@ -479,8 +493,13 @@ fn relay_setup(file: &FileConfig, base: &Path, origin: &str) -> Result<RelaySetu
         }
         limits.max_circuits_per_peer = v;
     }
+    let mut timings = lienthong_protocol::relay::RelayConfig::new(String::new());
+    file.relay
+        .apply(&mut timings)
+        .map_err(|e| invalid(origin, "relay", e.to_string()))?;
     let mut setup = RelaySetup::new(*transport, genesis, listen);
     setup.limits = limits;
+    setup.relay = Some(timings);
     Ok(setup)
 }
 
@@ -572,6 +591,119 @@ pub fn write_key(
         path: path.to_path_buf(),
         problem: e.to_string(),
     })
+}
+
+/// A central node laid out on disk from keys in memory, as an operator would have it after
+/// `keygen` and the genesis ceremony: for local federations (devnets, multi-process tests).
+#[derive(Debug)]
+pub struct CentralLayout<'a> {
+    pub federation: &'a str,
+    pub name: &'a str,
+    pub log_seed: &'a [u8; 32],
+    pub witness_seed: &'a [u8; 32],
+    pub transport_seed: &'a [u8; 32],
+    /// Where the ledger's HTTP interface listens.
+    pub listen: SocketAddr,
+    /// libp2p listen addresses.
+    pub p2p_listen: Vec<String>,
+    /// The other central nodes' logs.
+    pub peers: Vec<PeerConfig>,
+    /// Custody and retry timings.
+    pub relay: lienthong_node::config::RelaySection,
+}
+
+impl CentralLayout<'_> {
+    fn config(&self) -> Result<Config, ConfigError> {
+        Config::new(
+            self.federation,
+            self.name,
+            PathBuf::from("data"),
+            ed25519_dalek::SigningKey::from_bytes(self.log_seed),
+            ed25519_dalek::SigningKey::from_bytes(self.witness_seed),
+        )
+    }
+
+    /// This node as the other central nodes list it in their `[[peers]]`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for bad names or identical keys.
+    pub fn as_peer(&self) -> Result<PeerConfig, ConfigError> {
+        let config = self.config()?;
+        Ok(PeerConfig {
+            name: self.name.to_owned(),
+            url: format!("http://{}", self.listen),
+            log_key: config.log_vkey(),
+            witness_key: config.witness_vkey(),
+        })
+    }
+
+    /// Writes `log.key`, `witness.key`, `transport.key` (mode 0600), `roster.cbor` and
+    /// `config.toml` (data in `data/`) into `dir`; the path of `config.toml`. Key files are
+    /// never overwritten: the call fails instead.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file that could not be written.
+    pub fn write(&self, dir: &Path, genesis: &SignedRoster) -> Result<PathBuf, ConfigError> {
+        let config = self.config()?;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source: std::io::Error| ConfigError::Write { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        write_key(
+            &dir.join("log.key"),
+            &config.origin,
+            &ed25519_dalek::SigningKey::from_bytes(self.log_seed),
+        )?;
+        write_key(
+            &dir.join("witness.key"),
+            &witness_name(&config.origin),
+            &ed25519_dalek::SigningKey::from_bytes(self.witness_seed),
+        )?;
+        let transport = dir.join("transport.key");
+        lienthong_node::config::write_key(
+            &transport,
+            &KeyFile::transport(self.name, self.transport_seed),
+        )
+        .map_err(|e| ConfigError::Key {
+            path: transport.clone(),
+            problem: e.to_string(),
+        })?;
+        let roster = dir.join("roster.cbor");
+        let bytes = genesis.to_bytes().map_err(|e| ConfigError::Parse {
+            path: roster.clone(),
+            message: e.to_string(),
+        })?;
+        std::fs::write(&roster, bytes).map_err(io(&roster))?;
+        let file = FileConfig {
+            federation: self.federation.to_owned(),
+            name: self.name.to_owned(),
+            listen: self.listen,
+            data_dir: PathBuf::from("data"),
+            log_key: PathBuf::from("log.key"),
+            witness_key: PathBuf::from("witness.key"),
+            checkpoint_interval_ms: default_checkpoint_ms(),
+            witness_poll_interval_ms: default_poll_ms(),
+            request_timeout_ms: default_timeout_ms(),
+            proof_wait_ms: default_proof_wait_ms(),
+            queue_capacity: default_queue(),
+            max_group: default_group(),
+            peers: self.peers.clone(),
+            transport_key: Some(PathBuf::from("transport.key")),
+            genesis_roster: Some(PathBuf::from("roster.cbor")),
+            p2p_listen: Some(self.p2p_listen.clone()),
+            relay_max_reservations_per_peer: None,
+            relay_max_circuits_per_peer: None,
+            relay: self.relay.clone(),
+        };
+        let path = dir.join("config.toml");
+        let text = toml::to_string(&file).map_err(|e| ConfigError::Parse {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        std::fs::write(&path, text).map_err(io(&path))?;
+        Ok(path)
+    }
 }
 
 #[cfg(test)]

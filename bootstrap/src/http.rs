@@ -243,6 +243,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/proof/consistency", get(consistency))
         .route("/cosignature", post(cosignature))
         .route("/alarms", get(alarms))
+        .route("/status", get(status))
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .with_state(state)
 }
@@ -404,6 +405,50 @@ async fn put_in_force(relay: &RelayNode, bytes: &[u8]) -> Result<(), Problem> {
         )),
         Err(e) => Err(Problem::internal(e)),
     }
+}
+
+/// `GET /status`: what an operator of the central office watches (JSON).
+#[derive(Debug, serde::Serialize)]
+struct NodeStatus {
+    origin: String,
+    /// Size of the latest checkpoint, and its signatures (the log's and cosignatures).
+    checkpoint_size: Option<u64>,
+    checkpoint_signatures: Option<usize>,
+    /// The relay's roster epoch in force.
+    roster_epoch: Option<u64>,
+    /// Deliveries this node holds in custody until their recipients confirm.
+    custody_deliveries: Option<u64>,
+    /// libp2p peers connected now.
+    peers: Option<u64>,
+}
+
+async fn status(State(s): State<Arc<AppState>>) -> Result<Json<NodeStatus>, Problem> {
+    let latest = s.checkpoints.latest();
+    let mut status = NodeStatus {
+        origin: s.checkpoints.origin().to_owned(),
+        checkpoint_size: latest.as_ref().map(|c| c.checkpoint().size()),
+        checkpoint_signatures: latest.as_ref().map(|c| c.note().signatures().len()),
+        roster_epoch: None,
+        custody_deliveries: None,
+        peers: None,
+    };
+    if let Some(relay) = &s.relay {
+        status.roster_epoch = Some(relay.roster().borrow().epoch);
+        let pending = relay
+            .driver()
+            .pending_deliveries()
+            .await
+            .map_err(Problem::internal)?;
+        status.custody_deliveries = Some(pending as u64);
+        status.peers = Some(
+            relay
+                .net()
+                .metrics()
+                .connected_peers
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+    }
+    Ok(Json(status))
 }
 
 async fn current_roster(State(s): State<Arc<AppState>>) -> Result<Response, Problem> {

@@ -265,9 +265,11 @@ impl Node {
 async fn start_relay(setup: RelaySetup, dir: std::path::PathBuf) -> Result<RelayNode, NodeError> {
     let transport = transport_keypair(&setup.transport_seed).map_err(RelayError::from)?;
     let peer_id = transport.public().to_peer_id();
-    let relay = setup
+    let mut relay = setup
         .relay
         .unwrap_or_else(|| RelayConfig::new(peer_id.to_string()));
+    // The timings come from the file; the relay's own node is always this identity.
+    relay.node = peer_id.to_string();
     let node = RelayNode::start(NodeSetup {
         data_dir: dir,
         transport,

@@ -130,6 +130,31 @@ pub struct RelaySection {
     pub retry_max_ms: Option<u64>,
 }
 
+impl RelaySection {
+    /// Sets the tunables given in the file on `relay`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when `retry_max_ms` is below `retry_base_ms`.
+    pub fn apply(&self, relay: &mut RelayConfig) -> Result<(), ConfigError> {
+        if let Some(v) = self.custody_after_ms {
+            relay.custody_after_ms = v;
+        }
+        if let Some(v) = self.retry_base_ms {
+            relay.retry_base_ms = v.max(1);
+        }
+        if let Some(v) = self.retry_max_ms {
+            if v < relay.retry_base_ms {
+                return Err(invalid(
+                    "relay.retry_max_ms",
+                    "must be at least relay.retry_base_ms",
+                ));
+            }
+            relay.retry_max_ms = v;
+        }
+        Ok(())
+    }
+}
+
 /// Overrides from flags and the environment (flags win).
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -298,21 +323,7 @@ impl Config {
             problem: e.to_string(),
         })?;
         let mut relay = RelayConfig::new(keypair.public().to_peer_id().to_string());
-        if let Some(v) = file.relay.custody_after_ms {
-            relay.custody_after_ms = v;
-        }
-        if let Some(v) = file.relay.retry_base_ms {
-            relay.retry_base_ms = v.max(1);
-        }
-        if let Some(v) = file.relay.retry_max_ms {
-            if v < relay.retry_base_ms {
-                return Err(invalid(
-                    "relay.retry_max_ms",
-                    "must be at least relay.retry_base_ms",
-                ));
-            }
-            relay.retry_max_ms = v;
-        }
+        file.relay.apply(&mut relay)?;
         Ok(Self {
             setup: NodeSetup {
                 data_dir: resolve(&file.data_dir),

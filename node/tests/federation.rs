@@ -49,6 +49,7 @@ struct Fed {
 impl Fed {
     /// `nodes`: (name, central, tenant codes).
     fn new(seed: u64, nodes: &[(&str, bool, &[&str])]) -> Self {
+        common::trace_to_test_output();
         let specs: Vec<NodeSpec> = nodes
             .iter()
             .map(|(name, central, tenants)| NodeSpec {

@@ -58,6 +58,7 @@ struct Rig {
 
 impl Rig {
     fn new(seed: u64) -> Self {
+        common::trace_to_test_output();
         let mut specs: Vec<NodeSpec> = LOGS
             .iter()
             .map(|name| NodeSpec {

@@ -1263,3 +1263,84 @@ fn cross_check_finds_an_omitted_entry() {
     assert_eq!(sorted.len(), 1);
     assert_eq!(sorted[0].key, ContentId::of(&victim));
 }
+
+/// The envelope of entry `bytes`, if it is one.
+fn envelope_of(bytes: &[u8]) -> Option<SignedEnvelope> {
+    match LedgerEntry::decode(bytes).ok()? {
+        LedgerEntry::Envelope(env) => Some(*env),
+        _ => None,
+    }
+}
+
+/// A status entry (index `j`) about a document logged at `i < j`, with no other entry of the
+/// status's sender in between: it can be moved before its document without touching its
+/// sender's chain order, as when the recipient's node reaches the log first.
+fn status_movable_before_its_document(ledger: &Ledger) -> (usize, usize) {
+    let envs: Vec<_> = ledger.entries.iter().map(|e| envelope_of(e)).collect();
+    for (j, env) in envs.iter().enumerate() {
+        let Some(env) = env else { continue };
+        let body = env.body();
+        let Some(document) = body.routing.refers_to else {
+            continue;
+        };
+        if body.kind != Kind::Status || body.routing.status != Some(Arrived) {
+            continue;
+        }
+        let Some(i) = envs[..j]
+            .iter()
+            .position(|e| e.as_ref().is_some_and(|d| d.id() == document))
+        else {
+            continue;
+        };
+        let sender_between = envs[i..j]
+            .iter()
+            .any(|e| e.as_ref().is_some_and(|e| e.body().from == body.from));
+        if !sender_between {
+            return (i, j);
+        }
+    }
+    panic!("the generated ledger has no status to move");
+}
+
+#[test]
+fn a_status_logged_before_its_document_is_held_until_the_document_comes() {
+    let ledger = generate(31, Inject::None);
+    let (i, j) = status_movable_before_its_document(&ledger);
+    let mut entries = ledger.entries.clone();
+    let status = entries.remove(j);
+    entries.insert(i, status);
+    let report = ledger.replay_parts(&entries, &ledger.resigned(&entries), small_batches());
+    assert!(
+        report.is_clean(),
+        "{:#?}",
+        report
+            .violations
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(report.forgotten.statuses_waiting, 0);
+
+    // Its document never logged: a violation once the status is older than the grace, a
+    // status still waiting before.
+    let mut entries = ledger.entries.clone();
+    let status = entries.remove(j);
+    entries[i] = status;
+    let report = ledger.replay_parts(&entries, &ledger.resigned(&entries), small_batches());
+    assert_detects(&report, "status-for-unknown-document");
+    let mut r = ledger.replayer(Checks::Full, small_batches());
+    for cp in ledger.resigned(&entries) {
+        r.push_checkpoint(&cp);
+    }
+    for (k, e) in entries.iter().enumerate() {
+        r.push_entry(k as u64, e);
+    }
+    let created = envelope_of(&entries[i]).unwrap().body().created_ms;
+    let report = r.finish(created + 1_000);
+    assert!(report.forgotten.statuses_waiting >= 1);
+    assert!(
+        !kinds(&report).contains("status-for-unknown-document"),
+        "{:?}",
+        kinds(&report)
+    );
+}

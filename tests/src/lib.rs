@@ -1,6 +1,7 @@
-//! Harness for lienthong's multi-process integration tests: building, spawning and
-//! observing the real `lienthong` binary, each node in its own directory with its own
-//! ports, driven through its HTTP API like a DMS.
+//! Harness for lienthong's multi-process integration tests and the devnet: building,
+//! spawning and observing the real `lienthong` and `lienthong-bootstrap` binaries, each node
+//! in its own directory with its own ports, agency nodes driven through their HTTP API like
+//! a DMS.
 //!
 //! Nothing here sleeps to synchronise: every wait re-checks a condition (a health answer,
 //! an inbox page, a trace) until it holds or a deadline passes.
@@ -11,11 +12,14 @@
               `Value` indexing yields Null instead of panicking"
 )]
 
+pub mod devnet;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use lienthong_bootstrap::config::CentralLayout;
 use lienthong_node::federation::{LocalFederation, NodeSpec, free_loopback_port};
 use lienthong_protocol::agency::AgencyId;
 use rand_chacha::ChaCha20Rng;
@@ -53,16 +57,24 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
     move |source| HarnessError::Io { what, source }
 }
 
-/// The workspace's target directory for the profile these tests were built with.
+/// The workspace's target directory for the profile this program was built with.
 fn target_dir() -> PathBuf {
-    // The test binary lives in <target>/<profile>/deps/.
+    // Test binaries live in <target>/<profile>/deps/, programs in <target>/<profile>/.
     std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().and_then(Path::parent).map(Path::to_path_buf))
+        .and_then(|exe| {
+            let dir = exe.parent()?;
+            Some(if dir.ends_with("deps") {
+                dir.parent()?.to_path_buf()
+            } else {
+                dir.to_path_buf()
+            })
+        })
         .unwrap_or_else(|| PathBuf::from("target/debug"))
 }
 
-/// Path of a workspace binary, built once per test run (a no-op when up to date).
+/// Path of a workspace binary (`lienthong` or `lienthong-bootstrap`), both built once per
+/// run (a no-op when up to date).
 pub fn binary(name: &str) -> Result<PathBuf, HarnessError> {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
@@ -75,6 +87,10 @@ pub fn binary(name: &str) -> Result<PathBuf, HarnessError> {
             "lienthong-node",
             "--bin",
             "lienthong",
+            "-p",
+            "lienthong-bootstrap",
+            "--bin",
+            "lienthong-bootstrap",
         ]);
         if release {
             cargo.arg("--release");
@@ -90,12 +106,41 @@ pub fn binary(name: &str) -> Result<PathBuf, HarnessError> {
     Ok(target_dir().join(name))
 }
 
-/// One agency node process.
+/// What a node process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `lienthong run`: an agency node with its HTTP API.
+    Agency,
+    /// `lienthong-bootstrap run`: a central node (ledger over HTTP, relay, custodian).
+    Central,
+}
+
+impl Role {
+    fn program(self) -> &'static str {
+        match self {
+            Self::Agency => "lienthong",
+            Self::Central => "lienthong-bootstrap",
+        }
+    }
+
+    /// A path that answers 200 once the node serves.
+    fn ready_path(self) -> &'static str {
+        match self {
+            Self::Agency => "/v1/health/ready",
+            Self::Central => "/checkpoint",
+        }
+    }
+}
+
+/// One node process.
 #[derive(Debug)]
 pub struct NodeProcess {
+    /// Label (central nodes: the log's name).
+    pub name: String,
+    pub role: Role,
     /// The node's directory (config, keys, data, log).
     pub dir: PathBuf,
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`: the agency API, or the central node's ledger.
     pub api: String,
     /// Tenants hosted, with their bearer tokens.
     pub tenants: Vec<(AgencyId, String)>,
@@ -115,7 +160,7 @@ impl NodeProcess {
             .open(self.dir.join("node.log"))
             .map_err(io("opening node.log"))?;
         let err = log.try_clone().map_err(io("opening node.log"))?;
-        let child = Command::new(binary("lienthong")?)
+        let child = Command::new(binary(self.role.program())?)
             .args(["run", "--config"])
             .arg(self.dir.join("config.toml"))
             .env("RUST_LOG", "info")
@@ -123,7 +168,7 @@ impl NodeProcess {
             .stdout(log)
             .stderr(err)
             .spawn()
-            .map_err(io("spawning lienthong run"))?;
+            .map_err(io(format!("spawning {} run", self.role.program())))?;
         self.child = Some(child);
         self.starts += 1;
         Ok(())
@@ -149,8 +194,27 @@ impl NodeProcess {
 
     /// The first tenant and its token.
     pub fn tenant(&self) -> (&AgencyId, &str) {
-        let (id, token) = &self.tenants[0];
+        self.tenant_at(0)
+    }
+
+    /// Tenant `i` and its token.
+    pub fn tenant_at(&self, i: usize) -> (&AgencyId, &str) {
+        let (id, token) = &self.tenants[i];
         (id, token.as_str())
+    }
+
+    /// Stops the process as an operator would (SIGTERM), waiting until it has exited.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let terminated = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !terminated {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
     }
 }
 
@@ -160,51 +224,163 @@ impl Drop for NodeProcess {
     }
 }
 
-/// A federation of agency node processes on loopback.
+/// An agency node to generate: its label and its tenants (agency code, official name).
+pub type AgencyNodeSpec<'a> = (&'a str, &'a [(&'a str, &'a str)]);
+
+/// Relay timings for local federations: short custody and retry delays.
+fn local_relay_timings() -> lienthong_node::config::RelaySection {
+    lienthong_node::config::RelaySection {
+        custody_after_ms: Some(1_000),
+        retry_base_ms: Some(200),
+        retry_max_ms: Some(5_000),
+    }
+}
+
+/// A federation of node processes on loopback: central nodes and agency nodes.
 #[derive(Debug)]
 pub struct Federation {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pub generated: LocalFederation,
+    /// Agency nodes, in the order asked for.
     pub nodes: Vec<NodeProcess>,
+    /// Central nodes (`central-a`, `central-b`, …).
+    pub centrals: Vec<NodeProcess>,
+    /// The central nodes' witness keys (vkeys), which auditors pass to `audit replay`.
+    pub witness_keys: Vec<String>,
     http: reqwest::Client,
 }
 
 impl Federation {
-    /// Generates one node per entry of `tenants` (each a list of agency codes), writes
-    /// their directories, and starts none of them.
+    /// Generates one agency node per entry of `tenants` (each a list of agency codes) and
+    /// no central node, writes their directories, and starts none of them.
     pub fn generate(seed: u64, tenants: &[&[&str]]) -> Result<Self, HarnessError> {
-        let dir = tempfile::tempdir().map_err(io("creating a temporary directory"))?;
-        let specs: Vec<NodeSpec> = tenants
+        let names: Vec<String> = (0..tenants.len()).map(|i| format!("node-{i}")).collect();
+        let officials: Vec<Vec<(&str, String)>> = tenants
             .iter()
-            .enumerate()
-            .map(|(i, codes)| {
-                Ok(NodeSpec {
-                    name: format!("node-{i}"),
-                    central: false,
-                    tenants: codes
-                        .iter()
-                        .map(|c| {
-                            AgencyId::parse(c)
-                                .map(|id| (id, format!("Agency {c}")))
-                                .map_err(|e| HarnessError::Federation(format!("{c}: {e}")))
-                        })
-                        .collect::<Result<_, _>>()?,
-                    port: free_loopback_port(),
-                    http_port: None,
-                })
+            .map(|codes| codes.iter().map(|c| (*c, format!("Agency {c}"))).collect())
+            .collect();
+        let borrowed: Vec<Vec<(&str, &str)>> = officials
+            .iter()
+            .map(|t| t.iter().map(|(c, n)| (*c, n.as_str())).collect())
+            .collect();
+        let specs: Vec<AgencyNodeSpec<'_>> = names
+            .iter()
+            .zip(&borrowed)
+            .map(|(name, t)| (name.as_str(), t.as_slice()))
+            .collect();
+        Self::generate_with(seed, 0, &specs)
+    }
+
+    /// Generates `central` central nodes (`central-a`, …, witnessing each other) and the
+    /// agency nodes of `agencies`, signs the genesis roster 2 of 3, writes every node's
+    /// directory as its operator would have it, and starts none of them.
+    pub fn generate_with(
+        seed: u64,
+        central: usize,
+        agencies: &[AgencyNodeSpec<'_>],
+    ) -> Result<Self, HarnessError> {
+        let dir = tempfile::tempdir().map_err(io("creating a temporary directory"))?;
+        let fed_err = |e: String| HarnessError::Federation(e);
+        let mut specs: Vec<NodeSpec> = (0..central)
+            .map(|i| NodeSpec {
+                name: format!(
+                    "central-{}",
+                    char::from(b'a' + u8::try_from(i % 26).unwrap_or(0))
+                ),
+                central: true,
+                tenants: Vec::new(),
+                port: free_loopback_port(),
+                http_port: Some(free_loopback_port()),
             })
-            .collect::<Result<_, HarnessError>>()?;
+            .collect();
+        for (name, tenants) in agencies {
+            specs.push(NodeSpec {
+                name: (*name).to_owned(),
+                central: false,
+                tenants: tenants
+                    .iter()
+                    .map(|(code, official)| {
+                        AgencyId::parse(code)
+                            .map(|id| (id, (*official).to_owned()))
+                            .map_err(|e| fed_err(format!("{code}: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?,
+                port: free_loopback_port(),
+                http_port: None,
+            });
+        }
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
-        let generated = LocalFederation::generate("processes", &specs, 3, 2, &mut rng)
-            .map_err(|e| HarnessError::Federation(e.to_string()))?;
-        let mut nodes = Vec::with_capacity(specs.len());
-        for i in 0..specs.len() {
-            let node_dir = dir.path().join(format!("node-{i}"));
+        let generated = LocalFederation::generate("devnet", &specs, 3, 2, &mut rng)
+            .map_err(|e| fed_err(e.to_string()))?;
+
+        let mut witness_seeds = Vec::with_capacity(central);
+        for _ in 0..central {
+            let mut seed = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rng, &mut seed);
+            witness_seeds.push(seed);
+        }
+        let layouts: Vec<CentralLayout<'_>> = generated
+            .nodes
+            .iter()
+            .take(central)
+            .zip(&witness_seeds)
+            .map(|(node, witness_seed)| CentralLayout {
+                federation: "devnet",
+                name: &node.spec.name,
+                log_seed: node.log_seed.as_ref().unwrap_or(witness_seed),
+                witness_seed,
+                transport_seed: &node.transport_seed,
+                listen: std::net::SocketAddr::from((
+                    std::net::Ipv4Addr::LOCALHOST,
+                    node.spec.http_port.unwrap_or(0),
+                )),
+                p2p_listen: vec![node.addr.to_string()],
+                peers: Vec::new(),
+                relay: local_relay_timings(),
+            })
+            .collect();
+        let peers: Vec<_> = layouts
+            .iter()
+            .map(CentralLayout::as_peer)
+            .collect::<Result<_, _>>()
+            .map_err(|e| fed_err(e.to_string()))?;
+        let mut centrals = Vec::with_capacity(central);
+        for (i, layout) in layouts.into_iter().enumerate() {
+            let node_dir = dir.path().join(layout.name);
+            let layout = CentralLayout {
+                peers: peers
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, p)| p.clone())
+                    .collect(),
+                ..layout
+            };
+            layout
+                .write(&node_dir, &generated.genesis)
+                .map_err(|e| fed_err(e.to_string()))?;
+            centrals.push(NodeProcess {
+                name: layout.name.to_owned(),
+                role: Role::Central,
+                dir: node_dir,
+                api: format!("http://{}", layout.listen),
+                tenants: Vec::new(),
+                child: None,
+                starts: 0,
+            });
+        }
+
+        let mut nodes = Vec::with_capacity(agencies.len());
+        for i in central..specs.len() {
+            let name = &generated.nodes[i].spec.name;
+            let node_dir = dir.path().join(name);
             let port = free_loopback_port();
             let files = generated
                 .write_node(i, &node_dir, port, &mut rng)
-                .map_err(io(format!("writing node {i}")))?;
+                .map_err(io(format!("writing node {name}")))?;
             nodes.push(NodeProcess {
+                name: name.clone(),
+                role: Role::Agency,
                 dir: node_dir,
                 api: format!("http://127.0.0.1:{port}"),
                 tenants: files.tokens,
@@ -217,20 +393,36 @@ impl Federation {
             .build()
             .map_err(|e| HarnessError::Federation(e.to_string()))?;
         Ok(Self {
-            _dir: dir,
+            dir,
             generated,
             nodes,
+            centrals,
+            witness_keys: peers.into_iter().map(|p| p.witness_key).collect(),
             http,
         })
     }
 
-    /// Starts node `i` and waits until its API answers ready.
-    pub async fn start(&mut self, i: usize, within: Duration) -> Result<Duration, HarnessError> {
+    /// The directory holding every node's directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts central node `i` and waits until its ledger answers.
+    pub async fn start_central(
+        &mut self,
+        i: usize,
+        within: Duration,
+    ) -> Result<Duration, HarnessError> {
         let started = Instant::now();
-        self.nodes[i].start()?;
-        let url = format!("{}/v1/health/ready", self.nodes[i].api);
+        self.centrals[i].start()?;
+        self.wait_ready(&self.centrals[i], within).await?;
+        Ok(started.elapsed())
+    }
+
+    async fn wait_ready(&self, node: &NodeProcess, within: Duration) -> Result<(), HarnessError> {
+        let url = format!("{}{}", node.api, node.role.ready_path());
         let http = self.http.clone();
-        wait_until(&format!("node {i} is ready"), within, || {
+        wait_until(&format!("{} is ready", node.name), within, || {
             let http = http.clone();
             let url = url.clone();
             async move {
@@ -240,11 +432,20 @@ impl Federation {
                     .is_ok_and(|r| r.status().is_success())
             }
         })
-        .await?;
+        .await
+    }
+
+    /// Starts agency node `i` and waits until its API answers ready.
+    pub async fn start(&mut self, i: usize, within: Duration) -> Result<Duration, HarnessError> {
+        let started = Instant::now();
+        self.nodes[i].start()?;
+        self.wait_ready(&self.nodes[i], within).await?;
         Ok(started.elapsed())
     }
 
-    async fn call(
+    /// Calls agency node `node`'s API with `token`: the HTTP status and the JSON answer
+    /// (`Null` when the answer is not JSON).
+    pub async fn call(
         &self,
         node: usize,
         method: &'static str,
@@ -284,9 +485,31 @@ impl Federation {
         to: &[AgencyId],
         subject: &str,
     ) -> Result<String, HarnessError> {
-        let (sender, token) = self.nodes[from].tenant();
+        let (status, answer) = self.try_send(from, 0, to, subject, None).await?;
+        match answer["id"].as_str() {
+            Some(id) if (200..300).contains(&status) => Ok(id.to_owned()),
+            _ => Err(HarnessError::Http {
+                method: "POST",
+                path: "/v1/documents".into(),
+                detail: format!("{status}: {answer}"),
+            }),
+        }
+    }
+
+    /// Sends a document with a PDF attachment from node `from`'s tenant `tenant` to `to`,
+    /// answering the document `response_for` refers to (`{"document_id", "organ_id"}`) if
+    /// given; the HTTP status and answer, whatever they are.
+    pub async fn try_send(
+        &self,
+        from: usize,
+        tenant: usize,
+        to: &[AgencyId],
+        subject: &str,
+        response_for: Option<Value>,
+    ) -> Result<(u16, Value), HarnessError> {
+        let (sender, token) = self.nodes[from].tenant_at(tenant);
         let org = |id: &AgencyId| json!({ "organ_id": id.as_str(), "organ_name": format!("Agency {id}") });
-        let body = json!({
+        let mut body = json!({
             "header": {
                 "from": org(sender),
                 "to": to.iter().map(org).collect::<Vec<_>>(),
@@ -303,17 +526,11 @@ impl Federation {
                 "data": "JVBERi0xLjQKJcfsj6IK"
             }]
         });
-        let (status, answer) = self
-            .call(from, "POST", "/v1/documents", token, Some(body))
-            .await?;
-        match answer["id"].as_str() {
-            Some(id) if (200..300).contains(&status) => Ok(id.to_owned()),
-            _ => Err(HarnessError::Http {
-                method: "POST",
-                path: "/v1/documents".into(),
-                detail: format!("{status}: {answer}"),
-            }),
+        if let Some(reference) = response_for {
+            body["header"]["response_for"] = reference;
         }
+        self.call(from, "POST", "/v1/documents", token, Some(body))
+            .await
     }
 
     /// Every content id in node `node`'s first tenant's inbox, in order.
@@ -407,6 +624,64 @@ impl Federation {
             .flat_map(|r| r["history"].as_array().cloned().unwrap_or_default())
             .filter_map(|e| e["code"].as_str().map(str::to_owned))
             .collect())
+    }
+}
+
+impl Federation {
+    /// Central node `i`'s `GET /status` (JSON).
+    pub async fn central_status(&self, i: usize) -> Result<Value, HarnessError> {
+        let path = "/status";
+        let err = |detail: String| HarnessError::Http {
+            method: "GET",
+            path: path.to_owned(),
+            detail,
+        };
+        let response = self
+            .http
+            .get(format!("{}{path}", self.centrals[i].api))
+            .send()
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let bytes = response.bytes().await.map_err(|e| err(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))
+    }
+
+    /// Posts a signed roster epoch to central node `i` (`POST /roster`): the HTTP status
+    /// and answer text.
+    pub async fn publish_roster(
+        &self,
+        i: usize,
+        signed: Vec<u8>,
+    ) -> Result<(u16, String), HarnessError> {
+        let err = |detail: String| HarnessError::Http {
+            method: "POST",
+            path: "/roster".to_owned(),
+            detail,
+        };
+        let response = self
+            .http
+            .post(format!("{}/roster", self.centrals[i].api))
+            .header("content-type", "application/cbor")
+            .body(signed)
+            .send()
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(|e| err(e.to_string()))?;
+        Ok((status, text))
+    }
+
+    /// The roster epoch agency node `i` has in force (from its readiness answer).
+    pub async fn roster_epoch(&self, i: usize) -> Result<u64, HarnessError> {
+        let (status, health) = self.call(i, "GET", "/v1/health/ready", "", None).await?;
+        health["roster_epoch"]
+            .as_u64()
+            .filter(|_| status == 200)
+            .ok_or_else(|| HarnessError::Http {
+                method: "GET",
+                path: "/v1/health/ready".into(),
+                detail: format!("{status}: {health}"),
+            })
     }
 }
 

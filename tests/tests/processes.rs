@@ -1,20 +1,24 @@
-//! The real `lienthong` binary, one process per node, driven through the HTTP API as a DMS
-//! would: delivery with the full status chain, and a crash loop that SIGKILLs nodes at
+//! The real `lienthong` and `lienthong-bootstrap` binaries, one process per node, driven
+//! through the HTTP API as a DMS would: delivery with the full status chain; the devnet's
+//! whole walk-through (reply, store-and-forward with sender and recipient offline, a
+//! central node down, a recall, a revoked agency refused, the audit replay clean and
+//! failing on a tampered copy); and a crash loop that SIGKILLs agency and central nodes at
 //! random moments while documents flow, then checks that every acknowledged document was
-//! delivered exactly once.
+//! delivered exactly once and that the ledgers verify.
 
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::print_stdout
+    clippy::print_stdout,
+    clippy::panic
 )]
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use lienthong_protocol::agency::AgencyId;
-use lienthong_tests::{Federation, wait_until};
+use lienthong_tests::{Federation, binary, devnet, wait_until};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -62,17 +66,109 @@ async fn a_document_and_its_whole_status_chain_cross_between_processes() {
     assert_eq!(fed.inbox(1).await.unwrap(), vec![id]);
 }
 
+/// Runs `lienthong audit <args>`: success, and standard output and error.
+fn audit(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(binary("lienthong").unwrap())
+        .arg("audit")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devnet_walk_through_passes_and_a_tampered_ledger_copy_fails_replay() {
+    let mut fed = devnet::generate(7).unwrap();
+    devnet::start_all(&mut fed).await.unwrap();
+    let mut narration = Vec::new();
+    let summary = devnet::walk(&mut fed, &mut |line| narration.push(line.to_owned()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", narration.join("\n")));
+    assert_eq!(summary.steps.len(), 8, "{}", narration.join("\n"));
+
+    // The walk-through replayed central-b's mirror cleanly; flip one byte of an entry
+    // bundle in a copy and the replay must fail.
+    let mirror = fed.dir().join("audit-mirror");
+    let copy = fed.dir().join("tampered-mirror");
+    copy_dir(&mirror, &copy);
+    let bundle = find_entry_bundle(&copy).expect("the mirror holds an entry bundle");
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&bundle, bytes).unwrap();
+    let replay = |dir: &std::path::Path| {
+        let mut args = vec!["replay".to_owned(), dir.to_str().unwrap().to_owned()];
+        for key in &fed.witness_keys {
+            args.extend(["--witness".to_owned(), key.clone()]);
+        }
+        audit(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (clean, text) = replay(&mirror);
+    assert!(clean, "{text}");
+    let (clean, text) = replay(&copy);
+    assert!(!clean, "a tampered copy replayed cleanly: {text}");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A file under `tile/entries/` (C2SP tlog-tiles entry bundles), the largest one.
+fn find_entry_bundle(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    let mut found: Option<(u64, std::path::PathBuf)> = None;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).ok()?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().contains("/entries/") {
+                let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                if found.as_ref().is_none_or(|(l, _)| len > *l) {
+                    found = Some((len, path));
+                }
+            }
+        }
+    }
+    found.map(|(_, p)| p)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let kills: usize = std::env::var("LIENTHONG_CRASH_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
-    let mut fed = Federation::generate(12, &[&["000.00.00.G01"], &["000.00.00.H41"]]).unwrap();
-    fed.start(0, READY).await.unwrap();
-    fed.start(1, READY).await.unwrap();
+    let mut fed = Federation::generate_with(
+        12,
+        2,
+        &[
+            ("ministry", &[("000.00.00.G01", "Ministry")]),
+            ("province", &[("000.00.00.H41", "Province")]),
+        ],
+    )
+    .unwrap();
+    for i in 0..2 {
+        fed.start_central(i, READY).await.unwrap();
+        fed.start(i, READY).await.unwrap();
+    }
     let b = agency("000.00.00.H41");
     let mut rng = ChaCha20Rng::seed_from_u64(12);
+    let mut central_kills = 0usize;
     let mut acknowledged = Vec::new();
     let mut refused_while_down = 0usize;
     let mut slowest_restart = Duration::ZERO;
@@ -86,8 +182,26 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
                     .unwrap(),
             );
         }
-        // Kill the sender (deliveries in flight) or the recipient (mid-delivery).
-        let victim = usize::try_from(rng.next_u32() % 2).unwrap();
+        // Kill the sender (deliveries in flight), the recipient (mid-delivery), or one of
+        // the central nodes (custody, the ledger).
+        let victim = usize::try_from(rng.next_u32() % 4).unwrap();
+        if victim >= 2 {
+            let central = victim - 2;
+            fed.centrals[central].kill();
+            acknowledged.push(
+                fed.send(
+                    0,
+                    std::slice::from_ref(&b),
+                    &format!("Khi nút trung tâm {central} dừng {kill}"),
+                )
+                .await
+                .unwrap(),
+            );
+            let took = fed.start_central(central, READY).await.unwrap();
+            slowest_restart = slowest_restart.max(took);
+            central_kills += 1;
+            continue;
+        }
         fed.nodes[victim].kill();
         // While the recipient is down the sender keeps accepting; while the sender is down
         // nothing can be acknowledged.
@@ -133,13 +247,42 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         .filter(|id| !counts.contains_key(id.as_str()))
         .count();
     println!(
-        "crash loop: kills {kills}, documents acknowledged {}, sends refused while the sender was down {refused_while_down}, \
-         losses {losses}, duplicates {duplicates}, slowest restart to ready {slowest_restart:?}, \
+        "crash loop: kills {kills} ({central_kills} of central nodes), documents acknowledged {}, \
+         sends refused while the sender was down {refused_while_down}, losses {losses}, \
+         duplicates {duplicates}, slowest restart to ready {slowest_restart:?}, \
          all delivered {:?} after the last restart",
         acknowledged.len(),
         healed.elapsed()
     );
     assert_eq!(losses, 0);
     assert_eq!(duplicates, 0);
-    assert_eq!(fed.nodes[0].starts() + fed.nodes[1].starts(), kills + 2);
+    assert_eq!(
+        fed.nodes
+            .iter()
+            .chain(&fed.centrals)
+            .map(|n| n.starts())
+            .sum::<usize>(),
+        kills + 4
+    );
+
+    // Both ledgers verify after the crashes.
+    for central in &fed.centrals {
+        let mirror = fed.dir().join(format!("mirror-{}", central.name));
+        let mirror = mirror.to_str().unwrap();
+        let (ok, text) = audit(&[
+            "fetch",
+            &central.api,
+            mirror,
+            "--min-cosignatures",
+            "1",
+            "--json",
+        ]);
+        assert!(ok, "fetching {}: {text}", central.name);
+        let mut args = vec!["replay", mirror];
+        for key in &fed.witness_keys {
+            args.extend(["--witness", key.as_str()]);
+        }
+        let (ok, text) = audit(&args);
+        assert!(ok, "replaying {}: {text}", central.name);
+    }
 }

@@ -241,6 +241,7 @@ impl ReplayOutcome {
                         "documents_evicted": r.forgotten.documents_evicted,
                         "statuses_unchecked": r.forgotten.statuses_unchecked,
                         "violations_not_kept": r.forgotten.violations_not_kept,
+                        "statuses_waiting": r.forgotten.statuses_waiting,
                     },
                     "seconds": l.seconds,
                     "violations": violations,
@@ -300,6 +301,14 @@ impl ReplayOutcome {
                     s,
                     "  … and {} more violations not kept",
                     r.forgotten.violations_not_kept
+                );
+            }
+            if r.forgotten.statuses_waiting > 0 {
+                let _ = writeln!(
+                    s,
+                    "  {} recent statuses wait for their document or request to be logged \
+                     (probably still on their way; replay again later)",
+                    r.forgotten.statuses_waiting
                 );
             }
             for p in &l.problems {

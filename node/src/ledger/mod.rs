@@ -580,7 +580,8 @@ impl LedgerClient {
         }
     }
 
-    /// One page of one log's queue: submit, verify a checkpoint, prove, dequeue.
+    /// One page of one log's queue: submit (each sender's envelopes in order), verify a
+    /// checkpoint, prove, dequeue.
     async fn round(
         &self,
         log: &LogInfo,
@@ -600,18 +601,43 @@ impl LedgerClient {
         let total = rows.len();
         let concurrency = inner.config.concurrency.max(1);
         let known_ref = &*known;
-        let indexed: Vec<(Vec<u8>, Vec<u8>, u64)> = stream::iter(rows)
-            .map(|(key, entry)| async move {
-                let index = match known_ref.get(&key) {
-                    Some(index) => Some(*index),
-                    None => self.add(log, &entry).await?,
-                };
-                Ok::<_, LedgerError>(index.map(|i| (key, entry, i)))
+        // Each sender's envelopes reach the log in sequence order (auditors check every
+        // chain in log order): one sender's rows, consecutive in the queue's key order, go
+        // one after the other; different senders' go concurrently.
+        let prefix_len = queue_prefix(&log.name).len();
+        let mut by_sender: Vec<Vec<(Vec<u8>, Vec<u8>)>> = Vec::new();
+        let mut last_sender: Option<Vec<u8>> = None;
+        for (key, entry) in rows {
+            let sender = key
+                .get(prefix_len..)
+                .and_then(|k| k.iter().position(|b| *b == 0).and_then(|end| k.get(..end)))
+                .map(<[u8]>::to_vec);
+            match by_sender.last_mut() {
+                Some(group) if sender == last_sender => group.push((key, entry)),
+                _ => by_sender.push(vec![(key, entry)]),
+            }
+            last_sender = sender;
+        }
+        let indexed: Vec<Vec<Added>> = stream::iter(by_sender)
+            .map(|group| async move {
+                let mut added = Vec::with_capacity(group.len());
+                for (key, entry) in group {
+                    let index = match known_ref.get(&key) {
+                        Some(index) => Some(*index),
+                        None => self.add(log, &entry).await?,
+                    };
+                    match index {
+                        Some(i) => added.push((key, entry, i)),
+                        // Refused and kept queued: its successors wait behind it.
+                        None => break,
+                    }
+                }
+                Ok::<_, LedgerError>(added)
             })
             .buffer_unordered(concurrency)
-            .try_filter_map(|x| async move { Ok(x) })
             .try_collect()
             .await?;
+        let indexed: Vec<Added> = indexed.into_iter().flatten().collect();
 
         known.extend(indexed.iter().map(|(key, _, index)| (key.clone(), *index)));
         let cp = self.fetch_checkpoint(log).await?;
@@ -755,6 +781,9 @@ impl LedgerTask {
 }
 
 /// Reads a successful answer of at most `limit` bytes.
+/// A queued entry the log accepted: queue key, entry bytes, index in the log.
+type Added = (Vec<u8>, Vec<u8>, u64);
+
 async fn read_limited(
     mut resp: reqwest::Response,
     url: &str,

@@ -1,14 +1,17 @@
 //! The durable submission queues: one per central log, in the `LedgerQueue` column.
 //!
-//! Key: central node name ‖ 0x00 ‖ content id (32 bytes); value: the ledger entry bytes
-//! (the envelope header `[body, signature]`). The key makes a queue idempotent: writing an
-//! envelope twice, or re-deriving its entry after a crash, lands on the same row.
+//! Key: central node name ‖ 0x00 ‖ sender ‖ 0x00 ‖ sequence number (8 bytes, big-endian: the
+//! sender's `SenderSeq` key); value: the ledger entry bytes (the envelope header
+//! `[body, signature]`). The key makes a queue idempotent (writing an envelope twice, or
+//! re-deriving its entry after a crash, lands on the same row) and orders it by sender and
+//! sequence number, the order in which each sender's envelopes must reach a log: auditors
+//! check every sender's chain in log order.
 //!
 //! [`LedgerHook`] adds the rows to the very batch that stores one of this node's own
 //! envelopes (documents, statuses, 01 answers, recalls…), so an envelope is never durable
 //! without its submissions, and a crash cannot lose one.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use lienthong_protocol::agency::AgencyId;
 use lienthong_protocol::cbor;
@@ -24,10 +27,11 @@ pub fn queue_prefix(log: &str) -> Vec<u8> {
     key
 }
 
-/// The key of one entry in one log's queue.
-pub fn queue_key(log: &str, id: &[u8]) -> Vec<u8> {
+/// The key of one entry in one log's queue: the log's prefix and the envelope's
+/// `SenderSeq` key (sender ‖ 0x00 ‖ sequence number).
+pub fn queue_key(log: &str, sender_seq: &[u8]) -> Vec<u8> {
     let mut key = queue_prefix(log);
-    key.extend_from_slice(id);
+    key.extend_from_slice(sender_seq);
     key
 }
 
@@ -84,7 +88,8 @@ impl LedgerHook {
         if self.tenants.is_empty() || self.logs.is_empty() {
             return false;
         }
-        let own: HashSet<&[u8]> = batch
+        // Content id → the envelope's SenderSeq key.
+        let own: HashMap<&[u8], &[u8]> = batch
             .ops
             .iter()
             .filter_map(|op| match op {
@@ -94,7 +99,7 @@ impl LedgerHook {
                     value,
                 } => split_agency_seq_key(key)
                     .filter(|(sender, _)| self.tenants.contains(sender))
-                    .map(|_| value.as_slice()),
+                    .map(|_| (value.as_slice(), key.as_slice())),
                 _ => None,
             })
             .collect();
@@ -111,16 +116,16 @@ impl LedgerHook {
             else {
                 continue;
             };
-            if !own.contains(key.as_slice()) {
+            let Some(sender_seq) = own.get(key.as_slice()) else {
                 continue;
-            }
+            };
             let Some(entry) = header_of(value) else {
                 continue;
             };
             for log in &self.logs {
                 rows.push(StoreOp::Put {
                     column: Column::LedgerQueue,
-                    key: queue_key(log, key),
+                    key: queue_key(log, sender_seq),
                     value: entry.clone(),
                 });
             }
@@ -231,7 +236,7 @@ mod tests {
             "one row per log, none for the foreign envelope"
         );
         for (log, (key, value)) in ["c0", "c1"].iter().zip(&queued) {
-            assert_eq!(key, &queue_key(log, own.id().as_bytes()));
+            assert_eq!(key, &queue_key(log, &agency_seq_key(&own.body().from, 1)));
             assert_eq!(LedgerEntry::decode(value).unwrap().key(), own.id());
         }
 

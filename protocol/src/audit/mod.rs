@@ -148,6 +148,13 @@ pub struct Limits {
     pub max_stalled_listed: usize,
     /// Distinct agencies with statistics.
     pub max_tracked_agencies: usize,
+    /// Statuses held until the entry they depend on (their document, or the 13 a 15/16
+    /// answers) is logged: different nodes submit to a log independently, so a recipient's
+    /// status may be logged before the sender's document.
+    pub max_parked_statuses: usize,
+    /// A held status whose document or request never appears is a violation once it is
+    /// older than this at the end of the replay; younger ones are reported as waiting.
+    pub parked_grace_ms: u64,
 }
 
 impl Default for Limits {
@@ -165,6 +172,8 @@ impl Default for Limits {
             max_violations: 100_000,
             max_stalled_listed: 100_000,
             max_tracked_agencies: 200_000,
+            max_parked_statuses: 100_000,
+            parked_grace_ms: 3_600_000,
         }
     }
 }
@@ -220,6 +229,9 @@ pub struct Forgotten {
     pub statuses_unchecked: u64,
     /// Violations beyond `Limits::max_violations`, returned but not kept.
     pub violations_not_kept: u64,
+    /// Statuses still waiting at the end for their document or request, younger than
+    /// `Limits::parked_grace_ms` (probably still on their way to the log).
+    pub statuses_waiting: u64,
 }
 
 /// The outcome of a replay.
@@ -331,6 +343,17 @@ fn finished(stage: Stage) -> bool {
     )
 }
 
+/// A status held until the entry it depends on is logged, with the violation it is if that
+/// never happens.
+#[derive(Debug)]
+struct Parked {
+    index: u64,
+    env: SignedEnvelope,
+    from: Option<u32>,
+    header: Vec<u8>,
+    violation: Violation,
+}
+
 /// The streaming replay verifier. See the module docs.
 pub struct Replayer {
     log: LogParams,
@@ -361,6 +384,9 @@ pub struct Replayer {
     closed: HashMap<ContentId, Closed>,
     closed_order: VecDeque<ContentId>,
     lost_track: bool,
+    /// Statuses waiting for the entry they depend on, by document, in log order.
+    parked: HashMap<ContentId, Vec<Parked>>,
+    parked_count: usize,
     log_time_ms: u64,
     // Counters.
     envelopes: u64,
@@ -553,6 +579,8 @@ impl Replayer {
             closed: HashMap::new(),
             closed_order: VecDeque::new(),
             lost_track: false,
+            parked: HashMap::new(),
+            parked_count: 0,
             log_time_ms: 0,
             envelopes: 0,
             documents: 0,
@@ -634,6 +662,18 @@ impl Replayer {
                 });
             }
         }
+        let grace = self.limits.parked_grace_ms;
+        let parked = std::mem::take(&mut self.parked);
+        let mut parked: Vec<Parked> = parked.into_values().flatten().collect();
+        parked.sort_by_key(|p| p.index);
+        for p in parked {
+            if now_ms.saturating_sub(p.env.body().created_ms) > grace {
+                out.push(p.violation);
+            } else {
+                self.forgotten.statuses_waiting += 1;
+            }
+        }
+        self.parked_count = 0;
         self.keep(&out);
         let stats = self.stats(now_ms);
         let mut violations = std::mem::take(&mut self.violations);
@@ -894,8 +934,11 @@ impl Replayer {
         }
         let from = self.intern(&body.from);
         match body.kind {
-            Kind::Status => self.status(index, env, from, &header, out),
-            k if k.is_document() => self.document(index, env, from),
+            Kind::Status => self.status(index, env, from, &header, out, false),
+            k if k.is_document() => {
+                self.document(index, env, from);
+                self.unpark(env.id(), out);
+            }
             _ => {}
         }
         if let (Sender::Listed { .. }, Some(from)) = (sender, from) {
@@ -1084,6 +1127,29 @@ impl Replayer {
         }
     }
 
+    /// Holds a status until the entry it depends on is logged (see [`Limits`]); reports
+    /// its violation at once when too many are held.
+    fn park(&mut self, document: ContentId, parked: Parked, out: &mut Vec<Violation>) {
+        if self.parked_count >= self.limits.max_parked_statuses {
+            out.push(parked.violation);
+            return;
+        }
+        self.parked_count += 1;
+        self.parked.entry(document).or_default().push(parked);
+    }
+
+    /// Replays, in log order, the statuses held for `document` (which may hold them again).
+    fn unpark(&mut self, document: ContentId, out: &mut Vec<Violation>) {
+        let Some(held) = self.parked.remove(&document) else {
+            return;
+        };
+        self.parked_count = self.parked_count.saturating_sub(held.len());
+        for p in held {
+            self.status(p.index, &p.env, p.from, &p.header, out, true);
+        }
+    }
+
+    /// Applies a status; `replayed` when it was held and is tried again (already counted).
     fn status(
         &mut self,
         index: u64,
@@ -1091,17 +1157,20 @@ impl Replayer {
         from: Option<u32>,
         header: &[u8],
         out: &mut Vec<Violation>,
+        replayed: bool,
     ) {
-        self.statuses += 1;
         let body = env.body();
         let (Some(code), Some(document)) = (body.routing.status, body.routing.refers_to) else {
             return; // validate() guarantees both
         };
-        if let Some(n) = from
-            .and_then(|f| self.agg(f))
-            .and_then(|a| a.statuses_sent.get_mut(code_slot(code)))
-        {
-            *n += 1;
+        if !replayed {
+            self.statuses += 1;
+            if let Some(n) = from
+                .and_then(|f| self.agg(f))
+                .and_then(|a| a.statuses_sent.get_mut(code_slot(code)))
+            {
+                *n += 1;
+            }
         }
         let Some(doc) = self.open.get_mut(&document) else {
             match self.closed.get(&document) {
@@ -1113,11 +1182,22 @@ impl Replayer {
                 }),
                 Some(Closed::Expired) => self.forgotten.statuses_unchecked += 1,
                 None if self.lost_track => self.forgotten.statuses_unchecked += 1,
-                None => out.push(Violation::StatusForUnknownDocument {
-                    index,
+                // The document's own node may not have logged it yet.
+                None => self.park(
                     document,
-                    header: header.to_vec(),
-                }),
+                    Parked {
+                        index,
+                        env: env.clone(),
+                        from,
+                        header: header.to_vec(),
+                        violation: Violation::StatusForUnknownDocument {
+                            index,
+                            document,
+                            header: header.to_vec(),
+                        },
+                    },
+                    out,
+                ),
             }
             return;
         };
@@ -1163,6 +1243,8 @@ impl Replayer {
             return;
         };
         let mut latencies: Vec<(u32, StatusCode, u64)> = Vec::new();
+        let mut applied = false;
+        let mut hold: Option<Violation> = None;
         for t in targets {
             let Some(copy) = doc.copies.get_mut(t) else {
                 continue;
@@ -1172,6 +1254,7 @@ impl Replayer {
             match copy.chain.apply_mirrored(party, code) {
                 Ok(next) => {
                     copy.chain = next;
+                    applied = true;
                     if party == Party::Recipient {
                         latencies.push((
                             copy.recipient,
@@ -1191,23 +1274,48 @@ impl Replayer {
                     )));
                     break;
                 }
-                Err(e) => out.push(Violation::InvalidTransition {
-                    index,
-                    document,
-                    recipient: self
-                        .agency_ids
-                        .get(copy.recipient as usize)
-                        .cloned()
-                        .unwrap_or_else(|| body.from.clone()),
-                    stage: copy.chain.stage,
-                    code,
-                    why: match e {
-                        StatusError::Transition { why, .. } => why.to_owned(),
-                        other => other.to_string(),
-                    },
-                    header: header.to_vec(),
-                }),
+                Err(e) => {
+                    let violation = Violation::InvalidTransition {
+                        index,
+                        document,
+                        recipient: self
+                            .agency_ids
+                            .get(copy.recipient as usize)
+                            .cloned()
+                            .unwrap_or_else(|| body.from.clone()),
+                        stage: copy.chain.stage,
+                        code,
+                        why: match e {
+                            StatusError::Transition { why, .. } => why.to_owned(),
+                            other => other.to_string(),
+                        },
+                        header: header.to_vec(),
+                    };
+                    // An answer (15/16) may be logged before the sender's 13 it answers:
+                    // the two come from different nodes.
+                    let answers_request =
+                        matches!(code, StatusCode::RecallAgreed | StatusCode::RecallRefused);
+                    if party == Party::Recipient && answers_request && !copy.chain.request_pending {
+                        hold = Some(violation);
+                        break;
+                    }
+                    out.push(violation);
+                }
             }
+        }
+        if let Some(violation) = hold {
+            self.park(
+                document,
+                Parked {
+                    index,
+                    env: env.clone(),
+                    from,
+                    header: header.to_vec(),
+                    violation,
+                },
+                out,
+            );
+            return;
         }
         let all_finished = doc.copies.iter().all(|c| finished(c.chain.stage));
         for (recipient, code, ms) in latencies {
@@ -1224,6 +1332,9 @@ impl Replayer {
             self.open.remove(&document);
             self.forgotten.documents_finished += 1;
             self.close(document, Closed::Finished);
+        }
+        if applied {
+            self.unpark(document, out);
         }
     }
 
