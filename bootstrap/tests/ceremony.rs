@@ -526,6 +526,7 @@ async fn the_central_node_relays_holds_custody_and_gossips_published_revocations
             tenants: vec![],
             port: lienthong_node::federation::free_loopback_port(),
             http_port: None,
+            host: std::net::Ipv4Addr::LOCALHOST,
         },
         NodeSpec {
             name: "ministry".into(),
@@ -536,6 +537,7 @@ async fn the_central_node_relays_holds_custody_and_gossips_published_revocations
             ],
             port: lienthong_node::federation::free_loopback_port(),
             http_port: None,
+            host: std::net::Ipv4Addr::LOCALHOST,
         },
         NodeSpec {
             name: "province".into(),
@@ -543,6 +545,7 @@ async fn the_central_node_relays_holds_custody_and_gossips_published_revocations
             tenants: vec![(b.clone(), "Province".into())],
             port: lienthong_node::federation::free_loopback_port(),
             http_port: None,
+            host: std::net::Ipv4Addr::LOCALHOST,
         },
     ];
     let mut rng = ChaCha20Rng::seed_from_u64(9);

@@ -151,6 +151,7 @@ fn main() {
                 tenants: vec![(t.clone(), format!("Agency {t}"))],
                 port: free_loopback_port(),
                 http_port: None,
+                host: std::net::Ipv4Addr::LOCALHOST,
             })
             .collect();
         let mut rng = ChaCha20Rng::seed_from_u64(8);

@@ -29,11 +29,13 @@ pub struct NodeSpec {
     pub central: bool,
     /// Agencies hosted (agency nodes), with their official names.
     pub tenants: Vec<(AgencyId, String)>,
-    /// TCP port on 127.0.0.1 the node listens on (listed in the roster).
+    /// TCP port on `host` the node listens on (listed in the roster).
     pub port: u16,
-    /// Central nodes: the port of their HTTP (ledger) endpoints on 127.0.0.1, listed as
+    /// Central nodes: the port of their HTTP (ledger) endpoints on `host`, listed as
     /// `http_url`; `None` lists `port`.
     pub http_port: Option<u16>,
+    /// The node's IPv4 address: 127.0.0.1, or its address in a network namespace.
+    pub host: std::net::Ipv4Addr,
 }
 
 /// Secrets of one generated node.
@@ -47,7 +49,7 @@ pub struct GeneratedNode {
     pub transport: Keypair,
     /// The node's peer id.
     pub peer_id: PeerId,
-    /// `/ip4/127.0.0.1/tcp/<port>`.
+    /// `/ip4/<host>/tcp/<port>`.
     pub addr: Multiaddr,
     /// Tenants' (signing seed, encryption secret).
     pub tenant_seeds: Vec<(AgencyId, [u8; 32], [u8; 32])>,
@@ -121,8 +123,7 @@ impl LocalFederation {
             let transport_seed = seed(rng);
             let transport = transport_keypair(&transport_seed)?;
             let peer_id = transport.public().to_peer_id();
-            let addr = Multiaddr::from(std::net::Ipv4Addr::LOCALHOST)
-                .with(libp2p::multiaddr::Protocol::Tcp(spec.port));
+            let addr = Multiaddr::from(spec.host).with(libp2p::multiaddr::Protocol::Tcp(spec.port));
             let mut tenant_seeds = Vec::new();
             for (id, official) in &spec.tenants {
                 let (signing, encryption) = (seed(rng), seed(rng));
@@ -146,7 +147,11 @@ impl LocalFederation {
                     peer_id: peer_id.to_string(),
                     addrs: vec![addr.to_string()],
                     log_key: SigningKey::from_seed(log_seed).verifying_key(),
-                    http_url: format!("http://127.0.0.1:{}", spec.http_port.unwrap_or(spec.port)),
+                    http_url: format!(
+                        "http://{}:{}",
+                        spec.host,
+                        spec.http_port.unwrap_or(spec.port)
+                    ),
                 });
             }
             nodes.push(GeneratedNode {
@@ -309,7 +314,7 @@ impl MemberRequest {
 impl LocalFederation {
     /// Writes agency node `index` as an operator would have it after `lienthong init` and
     /// the genesis ceremony: `keys/` (0600), `roster.cbor`, and `config.toml` with the HTTP
-    /// API on 127.0.0.1:`api_port`. Bearer tokens are drawn from `rng`.
+    /// API on the node's host, port `api_port`. Bearer tokens are drawn from `rng`.
     pub fn write_node(
         &self,
         index: usize,
@@ -345,7 +350,7 @@ impl LocalFederation {
             transport_seed: &node.transport_seed,
             tenants: &tenants,
             listen: vec![node.addr.to_string()],
-            api_listen: format!("127.0.0.1:{api_port}"),
+            api_listen: format!("{}:{api_port}", node.spec.host),
             relay: RelaySection {
                 custody_after_ms: Some(1_000),
                 retry_base_ms: Some(200),

@@ -61,6 +61,7 @@ impl Fed {
                     .collect(),
                 port: free_loopback_port(),
                 http_port: None,
+                host: std::net::Ipv4Addr::LOCALHOST,
             })
             .collect();
         let mut rng = ChaCha20Rng::seed_from_u64(seed);

@@ -67,6 +67,7 @@ impl Rig {
                 tenants: Vec::new(),
                 port: free_loopback_port(),
                 http_port: Some(free_loopback_port()),
+                host: std::net::Ipv4Addr::LOCALHOST,
             })
             .collect();
         for (name, code) in [("ministry", "000.00.00.G01"), ("province", "000.00.00.H41")] {
@@ -76,6 +77,7 @@ impl Rig {
                 tenants: vec![(agency(code), format!("Agency {code}"))],
                 port: free_loopback_port(),
                 http_port: None,
+                host: std::net::Ipv4Addr::LOCALHOST,
             });
         }
         let http = specs

@@ -13,6 +13,7 @@
 )]
 
 pub mod devnet;
+pub mod netns;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -144,6 +145,8 @@ pub struct NodeProcess {
     pub api: String,
     /// Tenants hosted, with their bearer tokens.
     pub tenants: Vec<(AgencyId, String)>,
+    /// The network namespace it runs in (partition tests), if any.
+    pub netns: Option<String>,
     child: Option<Child>,
     starts: usize,
 }
@@ -160,7 +163,17 @@ impl NodeProcess {
             .open(self.dir.join("node.log"))
             .map_err(io("opening node.log"))?;
         let err = log.try_clone().map_err(io("opening node.log"))?;
-        let child = Command::new(binary(self.role.program())?)
+        let program = binary(self.role.program())?;
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                // `ip netns exec` execs the program: the child's pid is the node's.
+                c.args(["netns", "exec", ns]).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        let child = command
             .args(["run", "--config"])
             .arg(self.dir.join("config.toml"))
             .env("RUST_LOG", "info")
@@ -248,6 +261,8 @@ pub struct Federation {
     /// The central nodes' witness keys (vkeys), which auditors pass to `audit replay`.
     pub witness_keys: Vec<String>,
     http: reqwest::Client,
+    /// Network namespaces (partition tests), removed after the processes are gone.
+    pub netns: Option<netns::Netns>,
 }
 
 impl Federation {
@@ -279,6 +294,22 @@ impl Federation {
         central: usize,
         agencies: &[AgencyNodeSpec<'_>],
     ) -> Result<Self, HarnessError> {
+        Self::generate_in(seed, central, agencies, None)
+    }
+
+    /// As [`Self::generate_with`], each node (central nodes first) in its own network
+    /// namespace of `netns` when given.
+    pub fn generate_in(
+        seed: u64,
+        central: usize,
+        agencies: &[AgencyNodeSpec<'_>],
+        netns: Option<netns::Netns>,
+    ) -> Result<Self, HarnessError> {
+        let host = |i: usize| {
+            netns
+                .as_ref()
+                .map_or(std::net::Ipv4Addr::LOCALHOST, |n| n.host(i))
+        };
         let dir = tempfile::tempdir().map_err(io("creating a temporary directory"))?;
         let fed_err = |e: String| HarnessError::Federation(e);
         let mut specs: Vec<NodeSpec> = (0..central)
@@ -291,9 +322,11 @@ impl Federation {
                 tenants: Vec::new(),
                 port: free_loopback_port(),
                 http_port: Some(free_loopback_port()),
+                host: host(i),
             })
             .collect();
         for (name, tenants) in agencies {
+            let index = specs.len();
             specs.push(NodeSpec {
                 name: (*name).to_owned(),
                 central: false,
@@ -307,6 +340,7 @@ impl Federation {
                     .collect::<Result<_, _>>()?,
                 port: free_loopback_port(),
                 http_port: None,
+                host: host(index),
             });
         }
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
@@ -331,7 +365,7 @@ impl Federation {
                 witness_seed,
                 transport_seed: &node.transport_seed,
                 listen: std::net::SocketAddr::from((
-                    std::net::Ipv4Addr::LOCALHOST,
+                    node.spec.host,
                     node.spec.http_port.unwrap_or(0),
                 )),
                 p2p_listen: vec![node.addr.to_string()],
@@ -365,6 +399,7 @@ impl Federation {
                 dir: node_dir,
                 api: format!("http://{}", layout.listen),
                 tenants: Vec::new(),
+                netns: netns.as_ref().map(|n| n.name(i)),
                 child: None,
                 starts: 0,
             });
@@ -382,8 +417,9 @@ impl Federation {
                 name: name.clone(),
                 role: Role::Agency,
                 dir: node_dir,
-                api: format!("http://127.0.0.1:{port}"),
+                api: format!("http://{}:{port}", host(i)),
                 tenants: files.tokens,
+                netns: netns.as_ref().map(|n| n.name(i)),
                 child: None,
                 starts: 0,
             });
@@ -399,6 +435,7 @@ impl Federation {
             centrals,
             witness_keys: peers.into_iter().map(|p| p.witness_key).collect(),
             http,
+            netns,
         })
     }
 

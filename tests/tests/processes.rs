@@ -286,3 +286,119 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         assert!(ok, "replaying {}: {text}", central.name);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_of_a_third_of_the_federation_heals_and_everything_arrives() {
+    use lienthong_tests::netns::Netns;
+    if let Some(why) = Netns::unavailable() {
+        println!("SKIPPED: the partition test needs network namespaces: {why}");
+        return;
+    }
+    let cut_secs: u64 = std::env::var("LIENTHONG_PARTITION_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    // 12 nodes: 2 central nodes and 10 agency nodes, of which 4 are cut off (30 %).
+    const CENTRAL: usize = 2;
+    let codes: Vec<String> = (1..=10)
+        .map(|i| format!("000.00.00.H{:02}", 10 + i))
+        .collect();
+    let names: Vec<String> = (0..10).map(|i| format!("province-{i}")).collect();
+    let tenants: Vec<[(&str, &str); 1]> =
+        codes.iter().map(|c| [(c.as_str(), "Province")]).collect();
+    let specs: Vec<(&str, &[(&str, &str)])> = names
+        .iter()
+        .zip(&tenants)
+        .map(|(n, t)| (n.as_str(), &t[..]))
+        .collect();
+    let netns = Netns::create(CENTRAL + specs.len()).unwrap();
+    let mut fed = Federation::generate_in(21, CENTRAL, &specs, Some(netns)).unwrap();
+    for i in 0..CENTRAL {
+        fed.start_central(i, READY).await.unwrap();
+    }
+    for i in 0..specs.len() {
+        fed.start(i, READY).await.unwrap();
+    }
+    let ids: Vec<AgencyId> = codes.iter().map(|c| agency(c)).collect();
+    // Agency nodes 0..4 are cut off; their namespaces are CENTRAL + i.
+    let cut: Vec<usize> = (0..4).collect();
+    let cut_ns: Vec<usize> = cut.iter().map(|i| CENTRAL + i).collect();
+    let rest_ns: Vec<usize> = (0..CENTRAL).chain(CENTRAL + 4..CENTRAL + 10).collect();
+
+    // Before: everyone reaches everyone.
+    let mut sent: Vec<(usize, String)> = Vec::new();
+    for from in 0..10 {
+        let to = (from + 5) % 10;
+        sent.push((
+            to,
+            fed.send(
+                from,
+                std::slice::from_ref(&ids[to]),
+                &format!("Trước {from}"),
+            )
+            .await
+            .unwrap(),
+        ));
+    }
+    let netns = fed.netns.as_ref().unwrap();
+    netns.cut(&cut_ns, &rest_ns).unwrap();
+    // During the cut, each node keeps sending, across the cut and within each side.
+    let cut_started = std::time::Instant::now();
+    let mut round = 0;
+    while cut_started.elapsed() < Duration::from_secs(cut_secs) {
+        for from in 0..10 {
+            for to in [(from + 1) % 10, (from + 5) % 10] {
+                sent.push((
+                    to,
+                    fed.send(
+                        from,
+                        std::slice::from_ref(&ids[to]),
+                        &format!("Khi bị chia cắt {round}-{from}-{to}"),
+                    )
+                    .await
+                    .unwrap(),
+                ));
+            }
+        }
+        round += 1;
+    }
+    let netns = fed.netns.as_ref().unwrap();
+    netns.heal(&cut_ns).unwrap();
+    let healed = std::time::Instant::now();
+    let fed_ref = &fed;
+    let sent_ref = &sent;
+    wait_until(
+        "every document sent before, during and after the cut arrives",
+        DELIVERED,
+        || async move {
+            for node in 0..10 {
+                let inbox = fed_ref.inbox(node).await.unwrap_or_default();
+                if !sent_ref
+                    .iter()
+                    .filter(|(to, _)| *to == node)
+                    .all(|(_, id)| inbox.contains(id))
+                {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await
+    .unwrap();
+    let took = healed.elapsed();
+    let mut duplicates = 0;
+    for node in 0..10 {
+        let inbox = fed.inbox(node).await.unwrap();
+        let mut seen = std::collections::HashSet::new();
+        duplicates += inbox.iter().filter(|id| !seen.insert(id.as_str())).count();
+    }
+    println!(
+        "partition: 12 nodes, {} cut off for {cut_secs} s ({} % of the nodes), {} documents, all delivered {:.2} s after healing, duplicates {duplicates}",
+        cut.len(),
+        cut.len() * 100 / 12,
+        sent.len(),
+        took.as_secs_f64()
+    );
+    assert_eq!(duplicates, 0);
+}
