@@ -81,18 +81,10 @@ pub fn binary(name: &str) -> Result<PathBuf, HarnessError> {
     let built = BUILT.get_or_init(|| {
         let release = target_dir().ends_with("release");
         let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo.args([
-            "build",
-            "--quiet",
-            "-p",
-            "lienthong-node",
-            "--bin",
-            "lienthong",
-            "-p",
-            "lienthong-bootstrap",
-            "--bin",
-            "lienthong-bootstrap",
-        ]);
+        // The whole workspace's binaries: features then resolve as for `scripts/setup`'s
+        // workspace build, so this is a no-op after it (a `-p` build would unify features
+        // differently and rebuild dependencies).
+        cargo.args(["build", "--quiet", "--workspace", "--bins"]);
         if release {
             cargo.arg("--release");
         }
