@@ -337,7 +337,7 @@ pub async fn walk(fed: &mut Federation, say: &mut dyn FnMut(&str)) -> Result<Sum
     done(&mut summary, step, say);
 
     // 6. A recall.
-    let step = "a recall";
+    let step = "a recall, an update and a replacement";
     say(&format!(
         "6. the ministry sends to {province_b} by mistake and recalls it (13); the province agrees (15)"
     ));
@@ -396,6 +396,44 @@ pub async fn walk(fed: &mut Federation, say: &mut dyn FnMut(&str)) -> Result<Sum
     .await
     .map_err(failed(step))?;
     say("   the province agreed (15); the ministry's trace shows the document recalled");
+    say(&format!(
+        "   the ministry sends a plan to {province_a}, then an update of it and a replacement"
+    ));
+    let plan = fed
+        .send(
+            MINISTRY,
+            std::slice::from_ref(&province_a),
+            "Kế hoạch năm 2027",
+        )
+        .await
+        .map_err(failed(step))?;
+    for change in ["update", "replace"] {
+        let (status, answer) = fed
+            .change(
+                MINISTRY,
+                change,
+                &plan,
+                "Kế hoạch năm 2027",
+                std::slice::from_ref(&province_a),
+                &format!("Kế hoạch năm 2027 ({change})"),
+            )
+            .await
+            .map_err(failed(step))?;
+        let changed = answer["id"].as_str().map(str::to_owned).unwrap_or_default();
+        check(
+            step,
+            (200..300).contains(&status) && !changed.is_empty(),
+            || format!("{change}: {status} {answer}"),
+        )?;
+        wait_until("the province's inbox lists the change", STEP, || async {
+            fed.inbox(PROVINCE_A)
+                .await
+                .is_ok_and(|ids| ids.contains(&plan) && ids.contains(&changed))
+        })
+        .await
+        .map_err(failed(step))?;
+    }
+    say("   the province received the plan, its update and its replacement");
     done(&mut summary, step, say);
 
     // 7. A revocation through a k-of-n roster change.

@@ -536,6 +536,49 @@ impl Federation {
         subject: &str,
         response_for: Option<Value>,
     ) -> Result<(u16, Value), HarnessError> {
+        let extra = response_for.map(|r| ("response_for", r));
+        self.post_document(from, tenant, "/v1/documents", to, subject, extra)
+            .await
+    }
+
+    /// Sends, as node `from`'s first tenant, a document that updates (`change` =
+    /// `update`) or replaces (`replace`) the earlier document `id`, which was sent with the
+    /// subject `original`; the HTTP status and answer.
+    pub async fn change(
+        &self,
+        from: usize,
+        change: &str,
+        id: &str,
+        original: &str,
+        to: &[AgencyId],
+        subject: &str,
+    ) -> Result<(u16, Value), HarnessError> {
+        let (sender, _) = self.nodes[from].tenant();
+        let reference = json!({
+            "document_id": format!("{sender},{original}"),
+            "organ_id": sender.as_str(),
+        });
+        let path = format!("/v1/documents/{id}/{change}");
+        self.post_document(
+            from,
+            0,
+            &path,
+            to,
+            subject,
+            Some(("business_ref", reference)),
+        )
+        .await
+    }
+
+    async fn post_document(
+        &self,
+        from: usize,
+        tenant: usize,
+        path: &str,
+        to: &[AgencyId],
+        subject: &str,
+        header_field: Option<(&str, Value)>,
+    ) -> Result<(u16, Value), HarnessError> {
         let (sender, token) = self.nodes[from].tenant_at(tenant);
         let org = |id: &AgencyId| json!({ "organ_id": id.as_str(), "organ_name": format!("Agency {id}") });
         let mut body = json!({
@@ -555,11 +598,10 @@ impl Federation {
                 "data": "JVBERi0xLjQKJcfsj6IK"
             }]
         });
-        if let Some(reference) = response_for {
-            body["header"]["response_for"] = reference;
+        if let Some((field, value)) = header_field {
+            body["header"][field] = value;
         }
-        self.call(from, "POST", "/v1/documents", token, Some(body))
-            .await
+        self.call(from, "POST", path, token, Some(body)).await
     }
 
     /// Every content id in node `node`'s first tenant's inbox, in order.
