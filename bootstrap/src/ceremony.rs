@@ -678,6 +678,12 @@ impl std::fmt::Display for RosterSummary {
     }
 }
 
+/// How long publishing a roster may take: the node logs it and waits for its checkpoint.
+const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Longest answer read from `POST /roster` (a small JSON receipt or problem).
+const MAX_PUBLISH_ANSWER: usize = 64 * 1024;
+
 /// Sends a signed roster to a central node's `POST /roster`. The node verifies k of n
 /// against the roster in force, applies it (gossiping it to the federation) and logs it;
 /// a refusal comes back as the node's problem detail.
@@ -701,7 +707,10 @@ pub async fn publish(
         .join("roster")
         .map_err(|e| err(format!("not a URL: {e}")))?;
     let body = signed.to_bytes().map_err(|e| err(e.to_string()))?;
-    let resp = reqwest::Client::new()
+    let resp = reqwest::Client::builder()
+        .timeout(PUBLISH_TIMEOUT)
+        .build()
+        .map_err(|e| err(e.to_string()))?
         .post(endpoint)
         .header("content-type", "application/cbor")
         .body(body)
@@ -709,7 +718,10 @@ pub async fn publish(
         .await
         .map_err(|e| err(e.to_string()))?;
     let status = resp.status();
-    let text = resp.text().await.map_err(|e| err(e.to_string()))?;
+    let bytes = lienthong_node::http_body::read_limited(resp, MAX_PUBLISH_ANSWER)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     if !status.is_success() {
         let detail = serde_json::from_str::<serde_json::Value>(&text)
             .ok()

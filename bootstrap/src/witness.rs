@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use lienthong_node::http_body::{BodyError, read_limited};
 use lienthong_protocol::rfc6962::{self, Hash};
 use lienthong_protocol::signed_note::{Ed25519Verifier, MAX_NOTE_BYTES, Note};
 use lienthong_protocol::tlog_checkpoint::SignedCheckpoint;
@@ -208,24 +209,20 @@ impl Witness {
             url: u.clone(),
             source,
         };
-        let mut resp = self.client.get(url.clone()).send().await.map_err(http)?;
+        let resp = self.client.get(url.clone()).send().await.map_err(http)?;
         if !resp.status().is_success() {
             return Err(WitnessError::Status {
                 url: u,
                 status: resp.status().as_u16(),
             });
         }
-        if resp.content_length().is_some_and(|l| l > limit as u64) {
-            return Err(WitnessError::TooLarge { url: u, limit });
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(http)? {
-            if body.len() + chunk.len() > limit {
-                return Err(WitnessError::TooLarge { url: u, limit });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+        read_limited(resp, limit).await.map_err(|e| match e {
+            BodyError::Http(source) => http(source),
+            BodyError::TooLarge { limit } => WitnessError::TooLarge {
+                url: u.clone(),
+                limit,
+            },
+        })
     }
 
     async fn consistency(

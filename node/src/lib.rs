@@ -30,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod driver;
 pub mod federation;
+pub mod http_body;
 pub mod ledger;
 pub mod net;
 pub mod node;

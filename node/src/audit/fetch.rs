@@ -111,7 +111,7 @@ impl Client {
             url: url.clone(),
             error,
         };
-        let mut resp = self
+        let resp = self
             .http
             .get(&url)
             .send()
@@ -123,17 +123,10 @@ impl Client {
         if !resp.status().is_success() {
             return Err(err(format!("HTTP status {}", resp.status())));
         }
-        if resp.content_length().is_some_and(|l| l > limit as u64) {
-            return Err(err(format!("larger than {limit} bytes")));
-        }
-        let mut out = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| err(e.to_string()))? {
-            if out.len() + chunk.len() > limit {
-                return Err(err(format!("larger than {limit} bytes")));
-            }
-            out.extend_from_slice(&chunk);
-        }
-        Ok(Some(out))
+        crate::http_body::read_limited(resp, limit)
+            .await
+            .map(Some)
+            .map_err(|e| err(e.to_string()))
     }
 
     /// Downloads a tile into the mirror.

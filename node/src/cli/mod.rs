@@ -15,12 +15,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
+
+use crate::http_body::BodyError;
 use serde_json::{Value, json};
 
 /// Longest JSON file `send` reads, in bytes.
 const MAX_INPUT: u64 = 96 * 1024 * 1024;
 /// Longest answer read from the node, in bytes (an attachment of a 50 MiB document fits).
-const MAX_ANSWER: u64 = 96 * 1024 * 1024;
+const MAX_ANSWER: usize = 96 * 1024 * 1024;
 
 /// The subcommands that talk to a node's API.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -204,25 +206,18 @@ impl Client {
                 format!("node at {} unreachable: {e}", self.base),
             )
         };
-        let mut response = request.send().await.map_err(unreachable)?;
+        let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
         let headers = response.headers().clone();
-        let too_large = || {
-            Failure(
-                Outcome::Unreachable,
-                format!("the node answered more than {MAX_ANSWER} bytes"),
-            )
-        };
-        if response.content_length().is_some_and(|l| l > MAX_ANSWER) {
-            return Err(too_large());
-        }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
-            if (bytes.len() + chunk.len()) as u64 > MAX_ANSWER {
-                return Err(too_large());
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = crate::http_body::read_limited(response, MAX_ANSWER)
+            .await
+            .map_err(|e| match e {
+                BodyError::Http(e) => unreachable(e),
+                BodyError::TooLarge { .. } => Failure(
+                    Outcome::Unreachable,
+                    format!("the node answered more than {MAX_ANSWER} bytes"),
+                ),
+            })?;
         if status.is_success() {
             return Ok((headers, bytes));
         }

@@ -55,6 +55,7 @@ use tokio::task::{JoinHandle, JoinSet};
 pub use checkpoints::{Alarm, AlarmKind, Observation};
 pub use queue::{LedgerHook, queue_key, queue_prefix};
 
+use crate::http_body::BodyError;
 use crate::net::{CHECKPOINTS_TOPIC, Command, NetError, NetHandle};
 use crate::store::{Store, StoreError, WriteOp};
 
@@ -699,7 +700,8 @@ impl LedgerClient {
             && status != reqwest::StatusCode::REQUEST_TIMEOUT
         {
             self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
-            let body = read_limited(resp, &url, MAX_ANSWER_BYTES)
+            // The refusal's reason is in its body (a problem document).
+            let body = read_any(resp, &url, MAX_ANSWER_BYTES)
                 .await
                 .unwrap_or_default();
             tracing::error!(log = %log.name, %status, answer = %String::from_utf8_lossy(&body),
@@ -780,12 +782,12 @@ impl LedgerTask {
     }
 }
 
-/// Reads a successful answer of at most `limit` bytes.
 /// A queued entry the log accepted: queue key, entry bytes, index in the log.
 type Added = (Vec<u8>, Vec<u8>, u64);
 
+/// Reads a successful answer of at most `limit` bytes.
 async fn read_limited(
-    mut resp: reqwest::Response,
+    resp: reqwest::Response,
     url: &str,
     limit: usize,
 ) -> Result<Vec<u8>, LedgerError> {
@@ -796,26 +798,27 @@ async fn read_limited(
             status,
         });
     }
-    if resp.content_length().is_some_and(|l| l > limit as u64) {
-        return Err(LedgerError::TooLarge {
-            url: url.to_owned(),
-            limit,
-        });
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|source| LedgerError::Http {
-        url: url.to_owned(),
-        source,
-    })? {
-        if body.len() + chunk.len() > limit {
-            return Err(LedgerError::TooLarge {
+    read_any(resp, url, limit).await
+}
+
+/// Reads an answer of at most `limit` bytes, whatever its status.
+async fn read_any(
+    resp: reqwest::Response,
+    url: &str,
+    limit: usize,
+) -> Result<Vec<u8>, LedgerError> {
+    crate::http_body::read_limited(resp, limit)
+        .await
+        .map_err(|e| match e {
+            BodyError::Http(source) => LedgerError::Http {
+                url: url.to_owned(),
+                source,
+            },
+            BodyError::TooLarge { limit } => LedgerError::TooLarge {
                 url: url.to_owned(),
                 limit,
-            });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+            },
+        })
 }
 
 async fn json<T: serde::de::DeserializeOwned>(
