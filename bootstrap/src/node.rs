@@ -321,12 +321,24 @@ async fn log_roster(log: &Arc<Log>, signed: &SignedRoster) {
     }
 }
 
-/// Logs every roster epoch the relay puts in force, until shutdown.
+/// Logs every roster epoch the relay puts in force, in order, until shutdown. The watch
+/// keeps only the latest epoch, so each wake-up logs every epoch since the last one logged
+/// (two epochs gossiped in quick succession must both be in the ledger: a replay checks
+/// each envelope against the epoch in force when it was logged).
 async fn log_rosters(relay: Arc<RelayNode>, log: Arc<Log>, mut stop: watch::Receiver<bool>) {
     let mut epochs = relay.roster();
+    let mut logged = 0;
     loop {
         epochs.mark_unchanged();
-        log_roster(&log, &relay.signed_roster().await).await;
+        match relay.signed_rosters_after(logged).await {
+            Ok(signed) => {
+                for roster in signed {
+                    log_roster(&log, &roster).await;
+                    logged = roster.roster().map_or(logged, |r| r.epoch);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the roster epochs to log"),
+        }
         tokio::select! {
             changed = epochs.changed() => if changed.is_err() { return },
             _ = stop.wait_for(|s| *s) => return,

@@ -291,6 +291,33 @@ impl Node {
         self.roster.book.lock().await.signed().clone()
     }
 
+    /// The signed epochs after `after`, oldest first, up to the one in force: the
+    /// configured genesis and every epoch applied since (each persisted before use), so
+    /// that a follower of [`Self::roster`] that woke once for two epochs misses neither.
+    pub async fn signed_rosters_after(&self, after: u64) -> Result<Vec<SignedRoster>, NodeError> {
+        let current = self.signed_roster().await;
+        let rows = self
+            .store
+            .read(|s| s.scan_prefix(Column::Meta, ROSTER_EPOCH_PREFIX))
+            .await?;
+        let mut epochs = Vec::new();
+        for (key, value) in rows {
+            let epoch = epoch_of_key(&key);
+            if epoch > after {
+                let signed = SignedRoster::decode(&value)
+                    .map_err(|source| NodeError::StoredRoster { epoch, source })?;
+                epochs.push((epoch, signed));
+            }
+        }
+        let in_force = current.roster()?.epoch;
+        if in_force > after && !epochs.iter().any(|(e, _)| *e == in_force) {
+            epochs.push((in_force, current)); // The configured genesis: not a stored epoch.
+        }
+        epochs.retain(|(e, _)| *e <= in_force);
+        epochs.sort_by_key(|(e, _)| *e);
+        Ok(epochs.into_iter().map(|(_, s)| s).collect())
+    }
+
     /// Moves to a newer roster epoch (verified against the one in force), durably, and
     /// publishes it to the federation. Returns the new epoch.
     pub async fn apply_roster(&self, signed: SignedRoster) -> Result<u64, NodeError> {
@@ -501,14 +528,18 @@ fn epoch_key(epoch: u64) -> Vec<u8> {
     key
 }
 
+/// The epoch of an [`epoch_key`] (0 if malformed).
+fn epoch_of_key(key: &[u8]) -> u64 {
+    key.get(ROSTER_EPOCH_PREFIX.len()..)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
 /// The genesis roster, then every stored epoch in order.
 fn load_roster(store: &Store, genesis: SignedRoster) -> Result<RosterBook, NodeError> {
     let mut book = RosterBook::genesis(genesis)?;
     for (key, value) in store.scan_prefix(Column::Meta, ROSTER_EPOCH_PREFIX)? {
-        let epoch = key
-            .get(ROSTER_EPOCH_PREFIX.len()..)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map_or(0, u64::from_be_bytes);
+        let epoch = epoch_of_key(&key);
         if epoch <= book.current().epoch {
             continue; // Older than the configured genesis (a newer genesis was configured).
         }
