@@ -1303,6 +1303,41 @@ fn status_movable_before_its_document(ledger: &Ledger) -> (usize, usize) {
 }
 
 #[test]
+fn an_answer_logged_before_the_recall_request_it_answers_is_held_until_it_comes() {
+    let fed = fed();
+    let genesis = sign_roster(&fed, &fed.genesis_roster, &[0, 1]);
+    let mut g = Gen {
+        fed,
+        chains: vec![(0, None); AGENCIES.len()],
+        entries: vec![],
+        senders: vec![],
+        checkpoint_sizes: vec![],
+    };
+    let doc = g.document(2, &[3], T0, Some(FUTURE_DUE));
+    g.status(3, 2, doc, Arrived, T0 + 1000);
+    g.status(2, 3, doc, RecallRequested, T0 + 2000);
+    g.status(3, 2, doc, RecallAgreed, T0 + 3000);
+    let replay = |entries: &[Vec<u8>]| {
+        let mut r = Replayer::new(genesis.clone(), params(&g.fed), BTreeMap::new()).unwrap();
+        for (i, e) in entries.iter().enumerate() {
+            r.push_entry(i as u64, e);
+        }
+        r.finish(NOW)
+    };
+    assert!(replay(&g.entries).is_clean());
+    // The recipient's node logs its 15 before the sender's node logs the 13.
+    let mut crossed = g.entries.clone();
+    crossed.swap(2, 3);
+    let report = replay(&crossed);
+    assert!(report.is_clean(), "{:?}", kinds(&report));
+    assert_eq!(report.stats.open_documents, 0, "the recall closed the copy");
+    // A 15 with no 13 ever logged is an invalid transition.
+    let mut unasked = g.entries.clone();
+    unasked.remove(2);
+    assert_detects(&replay(&unasked), "invalid-transition");
+}
+
+#[test]
 fn a_status_logged_before_its_document_is_held_until_the_document_comes() {
     let ledger = generate(31, Inject::None);
     let (i, j) = status_movable_before_its_document(&ledger);

@@ -343,6 +343,15 @@ fn finished(stage: Stage) -> bool {
     )
 }
 
+/// What a held status waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Awaiting {
+    /// Its document.
+    Document(ContentId),
+    /// The sender's 13 to this recipient (interned) that a 15/16 answers.
+    Request(ContentId, u32),
+}
+
 /// A status held until the entry it depends on is logged, with the violation it is if that
 /// never happens.
 #[derive(Debug)]
@@ -350,7 +359,6 @@ struct Parked {
     index: u64,
     env: SignedEnvelope,
     from: Option<u32>,
-    header: Vec<u8>,
     violation: Violation,
 }
 
@@ -384,8 +392,9 @@ pub struct Replayer {
     closed: HashMap<ContentId, Closed>,
     closed_order: VecDeque<ContentId>,
     lost_track: bool,
-    /// Statuses waiting for the entry they depend on, by document, in log order.
-    parked: HashMap<ContentId, Vec<Parked>>,
+    /// Statuses waiting for the entry they depend on, in log order.
+    parked: HashMap<Awaiting, Vec<Parked>>,
+    /// How many statuses `parked` holds (its cap is checked on every status).
     parked_count: usize,
     log_time_ms: u64,
     // Counters.
@@ -667,13 +676,13 @@ impl Replayer {
         let mut parked: Vec<Parked> = parked.into_values().flatten().collect();
         parked.sort_by_key(|p| p.index);
         for p in parked {
-            if now_ms.saturating_sub(p.env.body().created_ms) > grace {
+            // Measured both ways: a sender's clock far ahead must not keep it waiting.
+            if now_ms.abs_diff(p.env.body().created_ms) > grace {
                 out.push(p.violation);
             } else {
                 self.forgotten.statuses_waiting += 1;
             }
         }
-        self.parked_count = 0;
         self.keep(&out);
         let stats = self.stats(now_ms);
         let mut violations = std::mem::take(&mut self.violations);
@@ -937,7 +946,7 @@ impl Replayer {
             Kind::Status => self.status(index, env, from, &header, out, false),
             k if k.is_document() => {
                 self.document(index, env, from);
-                self.unpark(env.id(), out);
+                self.unpark(Awaiting::Document(env.id()), out);
             }
             _ => {}
         }
@@ -1129,23 +1138,24 @@ impl Replayer {
 
     /// Holds a status until the entry it depends on is logged (see [`Limits`]); reports
     /// its violation at once when too many are held.
-    fn park(&mut self, document: ContentId, parked: Parked, out: &mut Vec<Violation>) {
+    fn park(&mut self, awaiting: Awaiting, parked: Parked, out: &mut Vec<Violation>) {
         if self.parked_count >= self.limits.max_parked_statuses {
             out.push(parked.violation);
             return;
         }
         self.parked_count += 1;
-        self.parked.entry(document).or_default().push(parked);
+        self.parked.entry(awaiting).or_default().push(parked);
     }
 
-    /// Replays, in log order, the statuses held for `document` (which may hold them again).
-    fn unpark(&mut self, document: ContentId, out: &mut Vec<Violation>) {
-        let Some(held) = self.parked.remove(&document) else {
+    /// Replays, in log order, the statuses held for what has just been logged (they may
+    /// be held again).
+    fn unpark(&mut self, logged: Awaiting, out: &mut Vec<Violation>) {
+        let Some(held) = self.parked.remove(&logged) else {
             return;
         };
         self.parked_count = self.parked_count.saturating_sub(held.len());
         for p in held {
-            self.status(p.index, &p.env, p.from, &p.header, out, true);
+            self.status(p.index, &p.env, p.from, &p.env.header_bytes(), out, true);
         }
     }
 
@@ -1184,12 +1194,11 @@ impl Replayer {
                 None if self.lost_track => self.forgotten.statuses_unchecked += 1,
                 // The document's own node may not have logged it yet.
                 None => self.park(
-                    document,
+                    Awaiting::Document(document),
                     Parked {
                         index,
                         env: env.clone(),
                         from,
-                        header: header.to_vec(),
                         violation: Violation::StatusForUnknownDocument {
                             index,
                             document,
@@ -1243,8 +1252,9 @@ impl Replayer {
             return;
         };
         let mut latencies: Vec<(u32, StatusCode, u64)> = Vec::new();
-        let mut applied = false;
-        let mut hold: Option<Violation> = None;
+        // Copies that this 13 reached, whose held answers may now apply.
+        let mut requested: Vec<u32> = Vec::new();
+        let mut hold: Option<(u32, Violation)> = None;
         for t in targets {
             let Some(copy) = doc.copies.get_mut(t) else {
                 continue;
@@ -1254,7 +1264,9 @@ impl Replayer {
             match copy.chain.apply_mirrored(party, code) {
                 Ok(next) => {
                     copy.chain = next;
-                    applied = true;
+                    if code == StatusCode::RecallRequested {
+                        requested.push(copy.recipient);
+                    }
                     if party == Party::Recipient {
                         latencies.push((
                             copy.recipient,
@@ -1296,21 +1308,20 @@ impl Replayer {
                     let answers_request =
                         matches!(code, StatusCode::RecallAgreed | StatusCode::RecallRefused);
                     if party == Party::Recipient && answers_request && !copy.chain.request_pending {
-                        hold = Some(violation);
+                        hold = Some((copy.recipient, violation));
                         break;
                     }
                     out.push(violation);
                 }
             }
         }
-        if let Some(violation) = hold {
+        if let Some((recipient, violation)) = hold {
             self.park(
-                document,
+                Awaiting::Request(document, recipient),
                 Parked {
                     index,
                     env: env.clone(),
                     from,
-                    header: header.to_vec(),
                     violation,
                 },
                 out,
@@ -1333,8 +1344,8 @@ impl Replayer {
             self.forgotten.documents_finished += 1;
             self.close(document, Closed::Finished);
         }
-        if applied {
-            self.unpark(document, out);
+        for recipient in requested {
+            self.unpark(Awaiting::Request(document, recipient), out);
         }
     }
 
