@@ -36,7 +36,7 @@ mod queue;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use data_encoding::BASE64;
@@ -58,6 +58,7 @@ pub use queue::{LedgerHook, queue_key, queue_prefix};
 use crate::http_body::BodyError;
 use crate::net::{CHECKPOINTS_TOPIC, Command, NetError, NetHandle};
 use crate::store::{Store, StoreError, WriteOp};
+use lienthong_protocol::relay::records::split_agency_seq_key;
 
 /// How often queues of logs no longer in the roster are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -219,6 +220,9 @@ enum Round {
     Drained,
     /// Some entries are not in a checkpoint yet.
     Waiting,
+    /// Nothing was proven and the log refused an entry: asking again at once would only
+    /// be refused again.
+    Refused,
 }
 
 /// The running ledger client (cheap to clone).
@@ -557,6 +561,7 @@ impl LedgerClient {
                     match round {
                         Round::Drained => {}
                         Round::Waiting => tokio::time::sleep(config.pending_poll).await,
+                        Round::Refused => tokio::time::sleep(config.backoff_max).await,
                         Round::Empty => {
                             let _ = tokio::time::timeout(config.idle_poll, wake.changed()).await;
                         }
@@ -606,19 +611,17 @@ impl LedgerClient {
         // chain in log order): one sender's rows, consecutive in the queue's key order, go
         // one after the other; different senders' go concurrently.
         let prefix_len = queue_prefix(&log.name).len();
-        let mut by_sender: Vec<Vec<(Vec<u8>, Vec<u8>)>> = Vec::new();
-        let mut last_sender: Option<Vec<u8>> = None;
-        for (key, entry) in rows {
-            let sender = key
-                .get(prefix_len..)
-                .and_then(|k| k.iter().position(|b| *b == 0).and_then(|end| k.get(..end)))
-                .map(<[u8]>::to_vec);
-            match by_sender.last_mut() {
-                Some(group) if sender == last_sender => group.push((key, entry)),
-                _ => by_sender.push(vec![(key, entry)]),
-            }
-            last_sender = sender;
-        }
+        let sender = |key: &[u8]| {
+            key.get(prefix_len..)
+                .and_then(split_agency_seq_key)
+                .map(|(sender, _)| sender)
+        };
+        let by_sender: Vec<Vec<(Vec<u8>, Vec<u8>)>> = rows
+            .chunk_by(|a, b| sender(&a.0) == sender(&b.0))
+            .map(<[_]>::to_vec)
+            .collect();
+        let refused = AtomicBool::new(false);
+        let refused_ref = &refused;
         let indexed: Vec<Vec<Added>> = stream::iter(by_sender)
             .map(|group| async move {
                 let mut added = Vec::with_capacity(group.len());
@@ -630,7 +633,10 @@ impl LedgerClient {
                     match index {
                         Some(i) => added.push((key, entry, i)),
                         // Refused and kept queued: its successors wait behind it.
-                        None => break,
+                        None => {
+                            refused_ref.store(true, Ordering::Relaxed);
+                            break;
+                        }
                     }
                 }
                 Ok::<_, LedgerError>(added)
@@ -674,6 +680,8 @@ impl LedgerClient {
         }
         Ok(if n == total {
             Round::Drained
+        } else if n == 0 && refused.into_inner() {
+            Round::Refused
         } else {
             Round::Waiting
         })
