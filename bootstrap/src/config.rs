@@ -542,35 +542,15 @@ pub fn load_key_of(
     path: &Path,
     kind: KeyFileKind,
 ) -> Result<zeroize::Zeroizing<[u8; 32]>, ConfigError> {
-    let err = |problem: String| ConfigError::Key {
+    use lienthong_node::config::ConfigError as NodeConfigError;
+    lienthong_node::config::read_key(path, kind).map_err(|e| ConfigError::Key {
         path: path.to_path_buf(),
-        problem,
-    };
-    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(err(format!(
-                "is readable by others (mode {mode:04o}); run `chmod 600` on it"
-            )));
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = meta;
-    let text =
-        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?);
-    let file = KeyFile::parse(&text).map_err(|e| err(e.to_string()))?;
-    if file.kind != kind {
-        let label = match kind {
-            KeyFileKind::Signing => "an ed25519-signing",
-            KeyFileKind::Encryption => "an x25519-encryption",
-            KeyFileKind::Transport => "an ed25519-transport",
-        };
-        return Err(err(format!("must be {label} key")));
-    }
-    Ok(file.secret)
+        problem: match e {
+            NodeConfigError::Key { problem, .. } => problem,
+            NodeConfigError::Read { source, .. } => source.to_string(),
+            other => other.to_string(),
+        },
+    })
 }
 
 /// Writes a new signing key file with mode 0600, refusing to overwrite one (the node's

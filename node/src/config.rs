@@ -351,31 +351,47 @@ fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
     bytes.try_into().ok()
 }
 
-/// Reads a key file of the expected kind: its 32-byte secret.
+/// Reads a key file of the expected kind, refusing one readable by group or others: its
+/// 32-byte secret.
 pub fn read_key(
     path: &Path,
     kind: KeyFileKind,
 ) -> Result<zeroize::Zeroizing<[u8; 32]>, ConfigError> {
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-        ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        }
-    })?);
-    let file = KeyFile::parse(&text).map_err(|e| ConfigError::Key {
+    let key_err = |problem: String| ConfigError::Key {
         path: path.to_path_buf(),
-        problem: e.to_string(),
-    })?;
-    if file.kind != kind {
-        return Err(ConfigError::Key {
-            path: path.to_path_buf(),
-            problem: format!(
-                "holds a {:?} key where a {kind:?} key is expected",
-                file.kind
-            ),
-        });
+        problem,
+    };
+    let read_err = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    {
+        // Checked on the opened file, so the file read is the file checked.
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = file.metadata().map_err(read_err)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(key_err(format!(
+                "is readable by others (mode {mode:04o}); run `chmod 600` on it"
+            )));
+        }
     }
-    Ok(file.secret)
+    let mut text = zeroize::Zeroizing::new(String::new());
+    std::io::Read::read_to_string(&mut file, &mut text).map_err(read_err)?;
+    let key = KeyFile::parse(&text).map_err(|e| key_err(e.to_string()))?;
+    if key.kind != kind {
+        let label = |k: KeyFileKind| match k {
+            KeyFileKind::Signing => "an ed25519-signing",
+            KeyFileKind::Encryption => "an x25519-encryption",
+            KeyFileKind::Transport => "an ed25519-transport",
+        };
+        return Err(key_err(format!(
+            "holds {} key where {} key is expected",
+            label(key.kind),
+            label(kind)
+        )));
+    }
+    Ok(key.secret)
 }
 
 /// Writes a key file with mode 0600 (created new: an existing key is never overwritten).
@@ -486,5 +502,36 @@ impl NodeLayout<'_> {
         let text = toml::to_string_pretty(&file).map_err(std::io::Error::other)?;
         std::fs::write(&config, text)?;
         Ok(WrittenNode { config, tokens })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn key_files_readable_by_others_or_of_another_kind_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("transport.key");
+        write_key(&path, &KeyFile::transport("node", &[7; 32])).unwrap();
+        assert_eq!(*read_key(&path, KeyFileKind::Transport).unwrap(), [7; 32]);
+
+        let err = read_key(&path, KeyFileKind::Signing)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ed25519-transport") && err.contains("ed25519-signing"),
+            "{err}"
+        );
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_key(&path, KeyFileKind::Transport)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("chmod 600") && err.contains("0644"), "{err}");
     }
 }
