@@ -35,7 +35,8 @@ use serde_json::{Value, json};
 use super::fetch::{FetchOptions, base64_of, fetch};
 use super::mirror::{Mirror, bundles, read_bounded};
 use super::tiles::{TileCheck, TileProblem, leaves};
-use super::{AuditError, now_ms};
+use super::AuditError;
+use crate::driver::now_ms;
 
 /// Entry violations given an inclusion proof in the output (the rest name their index).
 const MAX_PROOFS: usize = 1000;
@@ -229,20 +230,8 @@ impl ReplayOutcome {
                     "roster_entries": r.roster_entries,
                     "roster_epoch": r.roster_epoch,
                     "signatures_verified": r.signatures_verified,
-                    "checkpoints": {
-                        "seen": r.checkpoints.seen,
-                        "compared": r.checkpoints.compared,
-                        "unverified": r.checkpoints.unverified,
-                        "covered": r.checkpoints.covered,
-                    },
-                    "forgotten": {
-                        "documents_finished": r.forgotten.documents_finished,
-                        "documents_expired": r.forgotten.documents_expired,
-                        "documents_evicted": r.forgotten.documents_evicted,
-                        "statuses_unchecked": r.forgotten.statuses_unchecked,
-                        "violations_not_kept": r.forgotten.violations_not_kept,
-                        "statuses_waiting": r.forgotten.statuses_waiting,
-                    },
+                    "checkpoints": r.checkpoints,
+                    "forgotten": r.forgotten,
                     "seconds": l.seconds,
                     "violations": violations,
                     "mirror_problems": l.problems,

@@ -199,7 +199,7 @@ impl RosterSource for BTreeMap<u64, SignedRoster> {
 }
 
 /// Counts of checkpoints by outcome.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CheckpointCounts {
     /// Pushed.
     pub seen: u64,
@@ -215,7 +215,7 @@ pub struct CheckpointCounts {
 }
 
 /// What the replay forgot to stay within its limits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Forgotten {
     /// Documents closed because every recipient finished.
     pub documents_finished: u64,
