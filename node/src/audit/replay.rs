@@ -32,10 +32,10 @@ use lienthong_protocol::tlog_tiles::{
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::AuditError;
 use super::fetch::{FetchOptions, base64_of, fetch};
 use super::mirror::{Mirror, bundles, read_bounded};
 use super::tiles::{TileCheck, TileProblem, leaves};
-use super::AuditError;
 use crate::driver::now_ms;
 
 /// Entry violations given an inclusion proof in the output (the rest name their index).

@@ -154,31 +154,21 @@ impl Book {
                     } else {
                         alarm(AlarmKind::SplitView, h)
                     }
-                } else if new.size() > old.size() {
-                    let Some(p) = proof(old.size(), new.size()).await? else {
-                        return Ok(Observation::Unchecked);
-                    };
-                    match rfc6962::verify_consistency(
-                        old.size(),
-                        new.size(),
-                        old.root(),
-                        new.root(),
-                        &p,
-                    ) {
-                        Ok(()) => Observation::New,
-                        Err(_) => alarm(AlarmKind::Inconsistent, h),
-                    }
                 } else {
-                    let Some(p) = proof(new.size(), old.size()).await? else {
+                    // The smaller tree must be a prefix of the larger, whichever is new.
+                    let newer = new.size() > old.size();
+                    let (lo, hi) = if newer { (old, new) } else { (new, old) };
+                    let Some(p) = proof(lo.size(), hi.size()).await? else {
                         return Ok(Observation::Unchecked);
                     };
                     match rfc6962::verify_consistency(
-                        new.size(),
-                        old.size(),
-                        new.root(),
-                        old.root(),
+                        lo.size(),
+                        hi.size(),
+                        lo.root(),
+                        hi.root(),
                         &p,
                     ) {
+                        Ok(()) if newer => Observation::New,
                         Ok(()) => Observation::Older,
                         Err(_) => alarm(AlarmKind::Inconsistent, h),
                     }
