@@ -20,6 +20,7 @@ use lienthong_bootstrap::ceremony::{self, CentralRequest, CeremonyError, Change,
 use lienthong_bootstrap::config::{Config, RelaySetup};
 use lienthong_bootstrap::node::Node as CentralNode;
 use lienthong_node::federation::{LocalFederation, MemberRequest, NodeSpec, transport_keypair};
+use lienthong_node::net::ROSTER_TOPIC;
 use lienthong_node::node::Node;
 use lienthong_protocol::agency::AgencyId;
 use lienthong_protocol::document::example_document;
@@ -654,8 +655,18 @@ async fn the_central_node_relays_holds_custody_and_gossips_published_revocations
         })
         .await;
     }
-    // Subscriptions travel right after the connection; give them a heartbeat or two.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Subscriptions travel right after the connection: wait until the central node lists
+    // both agency nodes on the roster topic, so that its publication reaches them.
+    eventually(
+        "both agency nodes are subscribed to the roster topic, as the central node sees it",
+        || async {
+            let peers = relay.net().topic_peers(ROSTER_TOPIC).await.unwrap();
+            [fed.nodes[1].peer_id, fed.nodes[2].peer_id]
+                .iter()
+                .all(|p| peers.contains(p))
+        },
+    )
+    .await;
 
     // A revocation of C signed by one root key is refused by the central node … (C, not
     // A: a node whose every agency is revoked is cut off by the allow-list at once, so it

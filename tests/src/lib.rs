@@ -242,9 +242,12 @@ fn local_relay_timings() -> lienthong_node::config::RelaySection {
 }
 
 /// A federation of node processes on loopback: central nodes and agency nodes.
+///
+/// On drop, every process is killed first (agency nodes, then central nodes); then the
+/// network namespaces are removed and, last, the directory holding the nodes' data (the
+/// fields below drop in declaration order, after [`Drop::drop`]).
 #[derive(Debug)]
 pub struct Federation {
-    dir: tempfile::TempDir,
     pub generated: LocalFederation,
     /// Agency nodes, in the order asked for.
     pub nodes: Vec<NodeProcess>,
@@ -255,6 +258,16 @@ pub struct Federation {
     http: reqwest::Client,
     /// Network namespaces (partition tests), removed after the processes are gone.
     pub netns: Option<netns::Netns>,
+    /// Every node's directory: removed after the processes and the namespaces are gone.
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Federation {
+    fn drop(&mut self) {
+        for node in self.nodes.iter_mut().chain(self.centrals.iter_mut()) {
+            node.kill();
+        }
+    }
 }
 
 impl Federation {
@@ -421,13 +434,13 @@ impl Federation {
             .build()
             .map_err(|e| HarnessError::Federation(e.to_string()))?;
         Ok(Self {
-            dir,
             generated,
             nodes,
             centrals,
             witness_keys: peers.into_iter().map(|p| p.witness_key).collect(),
             http,
             netns,
+            dir,
         })
     }
 

@@ -254,6 +254,11 @@ pub enum Command {
         peer: PeerId,
         reply: oneshot::Sender<Option<f64>>,
     },
+    /// The connected peers known to be subscribed to a gossip topic (tests, diagnostics).
+    TopicPeers {
+        topic: String,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
     /// Stop the task.
     Shutdown,
 }
@@ -446,6 +451,18 @@ impl NetHandle {
     pub async fn peer_score(&self, peer: PeerId) -> Result<Option<f64>, NetError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::PeerScore { peer, reply }).await?;
+        rx.await.map_err(|_| NetError::Closed)
+    }
+
+    /// The connected peers known to be subscribed to gossip topic `topic` (their
+    /// subscriptions have reached this node, so a publication there goes to them).
+    pub async fn topic_peers(&self, topic: &str) -> Result<Vec<PeerId>, NetError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::TopicPeers {
+            topic: topic.to_owned(),
+            reply,
+        })
+        .await?;
         rx.await.map_err(|_| NetError::Closed)
     }
 }
