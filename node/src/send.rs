@@ -166,6 +166,22 @@ impl SendPath {
         routing: Routing,
         plaintext: &[u8],
     ) -> Result<ContentId, SendError> {
+        self.send_recorded(from, kind, to, routing, plaintext, None)
+            .await
+    }
+
+    /// As [`send_bytes`](Self::send_bytes), with `record` (`(key, suffix)`) written to
+    /// `Meta` as `key → content id ‖ suffix` in the envelope's own batch: durable exactly
+    /// when the envelope is (see [`Submission::record`]).
+    pub async fn send_recorded(
+        &self,
+        from: &AgencyId,
+        kind: Kind,
+        to: Vec<AgencyId>,
+        routing: Routing,
+        plaintext: &[u8],
+        record: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<ContentId, SendError> {
         let content = self.seal(from, &to, plaintext).await?;
         let submission = Submission {
             request: 0,
@@ -174,6 +190,7 @@ impl SendPath {
             to,
             routing,
             content,
+            record,
         };
         Ok(self.driver.submit(submission).await?)
     }

@@ -1305,3 +1305,35 @@ async fn requests_beyond_the_in_flight_limit_get_429() {
     );
     node.driver.shutdown().await;
 }
+
+/// The idempotency record is written with the envelope (one batch, durable together): once
+/// a send is answered, the record names the answered content id, and the request's
+/// fingerprint follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idempotency_record_is_durable_with_the_envelope() {
+    let node = node();
+    assert!(node.store.scan(Column::Meta).unwrap().is_empty());
+    let id = node
+        .send(document("Bản ghi", "H41,2026/11/23,11/CV"))
+        .await;
+    let content_id = lienthong_protocol::content_id::ContentId::parse(&id).unwrap();
+    let rows = node.store.scan(Column::Meta).unwrap();
+    assert_eq!(rows.len(), 1, "one idempotency record");
+    let (key, value) = &rows[0];
+    let expected_key = [
+        b"api/idempotency\0".as_slice(),
+        A.as_bytes(),
+        b"\0d:H41,2026/11/23,11/CV",
+    ]
+    .concat();
+    assert_eq!(key, &expected_key);
+    assert_eq!(value.len(), 32 + 32, "content id ‖ SHA-256 of the request");
+    assert_eq!(&value[..32], content_id.as_bytes());
+    assert!(
+        node.store
+            .get(Column::Envelopes, content_id.as_bytes())
+            .unwrap()
+            .is_some()
+    );
+    node.driver.shutdown().await;
+}

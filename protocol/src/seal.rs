@@ -835,6 +835,17 @@ pub fn open<C: AsRef<[u8]>>(
     epochs: &mut RecipientEpochs,
 ) -> Result<Vec<u8>, SealError> {
     let key = unwrap_content_key(manifest, sender, me, my_secret, epochs)?;
+    open_with_key(manifest, &key, chunks)
+}
+
+/// Opens every chunk with a key already unwrapped by [`unwrap_content_key`] (each chunk
+/// checked against the manifest first): the decryption half of [`open`], for callers that
+/// share `epochs` and hold it only while unwrapping.
+pub fn open_with_key<C: AsRef<[u8]>>(
+    manifest: &Manifest,
+    key: &ContentKey,
+    chunks: &[C],
+) -> Result<Vec<u8>, SealError> {
     if chunks.len() != manifest.wire.chunks.len() {
         return Err(SealError::ChunksSupplied {
             got: chunks.len(),
@@ -843,7 +854,7 @@ pub fn open<C: AsRef<[u8]>>(
     }
     let mut out = Vec::new();
     for (index, chunk) in chunks.iter().enumerate() {
-        out.extend_from_slice(&open_chunk(manifest, &key, index, chunk.as_ref())?);
+        out.extend_from_slice(&open_chunk(manifest, key, index, chunk.as_ref())?);
     }
     Ok(out)
 }
@@ -1557,6 +1568,10 @@ mod tests {
             open_chunk(&other.manifest, &key, 0, &other.chunks[0]),
             Err(SealError::KeyMismatch { .. })
         ));
+        assert!(matches!(
+            open_with_key(&other.manifest, &key, &other.chunks),
+            Err(SealError::KeyMismatch { .. })
+        ));
         // A flipped bit in the encoding is refused by the decoder or changes the id.
         for i in 0..m.as_bytes().len() {
             let mut bytes = m.as_bytes().to_vec();
@@ -1629,6 +1644,14 @@ mod tests {
             out.extend(open_chunk(&m, &key, i, c).unwrap());
         }
         assert_eq!(out, plaintext(total));
+        assert_eq!(open_with_key(&m, &key, &stored).unwrap(), plaintext(total));
+        assert!(matches!(
+            open_with_key(&m, &key, &stored[..3]),
+            Err(SealError::ChunksSupplied {
+                got: 3,
+                expected: 4
+            })
+        ));
 
         let mut sealer = PayloadSealer::new(10, &mut r).unwrap();
         assert!(matches!(

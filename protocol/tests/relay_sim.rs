@@ -656,6 +656,7 @@ impl Sim {
             to,
             routing,
             content: payload,
+            record: None,
         };
         self.feed(n, Event::Submit(submission));
     }

@@ -228,6 +228,7 @@ impl Node {
                 ..Routing::default()
             },
             content,
+            record: None,
         };
         self.handle(Event::Submit(submission), now)
     }
@@ -805,6 +806,57 @@ fn submit_completes_publishes_and_pushes_only_after_its_batch_commits() {
 }
 
 #[test]
+fn a_submissions_record_is_written_in_the_envelopes_batch_and_lost_with_it() {
+    let r = roster();
+    let mut a = node_a(&r);
+    let submission = |request: u64, key: &[u8]| Submission {
+        request,
+        from: g(),
+        kind: Kind::Document,
+        to: vec![h()],
+        routing: Routing::default(),
+        content: Content::Inline(InlinePayload {
+            manifest: request.to_be_bytes().to_vec(),
+            chunk: vec![0xC0; 16],
+        }),
+        record: Some((key.to_vec(), b"fingerprint".to_vec())),
+    };
+    let acts = a.handle(Event::Submit(submission(1, b"api/k-1")), T0);
+    assert_actions(&acts, &["persist"]);
+    let batch = the_batch(&acts);
+    let envelopes = puts(batch, Column::Envelopes);
+    assert_eq!(envelopes.len(), 1);
+    let env = SignedEnvelope::decode(&envelopes[0].1).unwrap();
+    let mut value = env.id().as_bytes().to_vec();
+    value.extend_from_slice(b"fingerprint");
+    assert_eq!(
+        puts(batch, Column::Meta),
+        vec![(b"api/k-1".to_vec(), value.clone())],
+        "the record rides in the envelope's own batch"
+    );
+    // A crash before the batch is durable loses the envelope and the record together.
+    let mut a = a.restart(T0 + 1);
+    assert_eq!(a.store.count(Column::Envelopes), 0);
+    assert_eq!(a.store.count(Column::Meta), 0);
+    // Committed, both are there when the submission completes.
+    assert_actions(
+        &a.handle(Event::Submit(submission(2, b"api/k-2")), T0 + 2),
+        &["persist"],
+    );
+    let id = completed_id(&a.commit(T0 + 3));
+    let mut value = id.as_bytes().to_vec();
+    value.extend_from_slice(b"fingerprint");
+    assert!(a.envelope(&id).is_some());
+    assert_eq!(a.store.get(Column::Meta, b"api/k-2"), Some(value));
+    assert_eq!(a.store.count(Column::Meta), 1);
+    // A refused submission writes nothing.
+    let mut refused = submission(3, b"api/k-3");
+    refused.to = vec![x()];
+    completed_err(&a.handle(Event::Submit(refused), T0 + 4));
+    assert!(a.unsynced.is_empty());
+}
+
+#[test]
 fn submissions_that_cannot_be_sent_are_refused_at_once() {
     let r = roster();
     let mut a = node_a(&r);
@@ -824,6 +876,7 @@ fn submissions_that_cannot_be_sent_are_refused_at_once() {
         to: vec![h()],
         routing: Routing::default(),
         content: Content::None,
+        record: None,
     };
     let err = completed_err(&a.handle(Event::Submit(status), T0));
     assert_eq!(

@@ -7,11 +7,11 @@
 //! A send is identified by its `Idempotency-Key` header or, without one, by the DMS's own
 //! DocumentId, per sending tenant. The first send's content id is recorded durably (column
 //! `meta`, key `api/idempotency ‖ 0 ‖ tenant ‖ 0 ‖ k:|d: ‖ key`, value content id ‖
-//! SHA-256 of the request) right after the envelope is durable and before the answer, so a
-//! retry gets the same content id (`duplicate: true`) instead of a second document; the same
-//! key with a different request is a 409. Two requests with one key at the same time: the
-//! second gets 409 until the first has answered. A crash after the envelope is durable and
-//! before the record is written (one fsync apart) can still let a retry send again.
+//! SHA-256 of the request) in the same batch as the envelope, so it is durable exactly when
+//! the envelope is, before the answer: a retry gets the same content id (`duplicate: true`)
+//! instead of a second document, even after a crash; the same key with a different request
+//! is a 409. Two requests with one key at the same time: the second gets 409 until the
+//! first has answered.
 
 use axum::Json;
 use axum::body::Body;
@@ -39,7 +39,6 @@ use super::dto::{
 use super::extract::{JsonBody, PathParams, QueryParams};
 use super::open::Party;
 use super::problem::Problem;
-use crate::store::WriteOp;
 
 /// Longest idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -249,26 +248,20 @@ async fn send(
         refers_to,
         status: None,
     };
+    // The idempotency record (content id ‖ fingerprint) is written in the envelope's own
+    // batch: a retry after a crash finds both or neither.
     let id = state
         .inner
         .send
-        .send_bytes(&from, kind, to, routing, &plaintext)
+        .send_recorded(
+            &from,
+            kind,
+            to,
+            routing,
+            &plaintext,
+            Some((key, fingerprint.to_vec())),
+        )
         .await?;
-    let mut value = id.as_bytes().to_vec();
-    value.extend_from_slice(&fingerprint);
-    if let Err(e) = state
-        .inner
-        .store
-        .write(vec![WriteOp::Put {
-            family: Column::Meta,
-            key,
-            value,
-        }])
-        .await
-    {
-        // The document is durable and will be delivered: answer with its id anyway.
-        tracing::error!(tenant = %from, %id, error = %e, "idempotency record not written");
-    }
     state
         .inner
         .metrics

@@ -116,12 +116,18 @@ impl ApiState {
             }
             Payload::None | Payload::Roster(_) => return Ok(Vec::new()),
         };
-        let mut epochs = self
-            .inner
-            .epochs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        seal::open(&manifest, &chunks, sender, me, secret, &mut epochs).map_err(|e| corrupt(&e))
+        // The shared epoch cache is held only to unwrap the content key; decrypting (up to
+        // tens of MiB) runs without it.
+        let key = {
+            let mut epochs = self
+                .inner
+                .epochs
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            seal::unwrap_content_key(&manifest, sender, me, secret, &mut epochs)
+                .map_err(|e| corrupt(&e))?
+        };
+        seal::open_with_key(&manifest, &key, &chunks).map_err(|e| corrupt(&e))
     }
 
     /// Opens the document `id` for `tenant` (a recipient). Blocking.

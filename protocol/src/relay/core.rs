@@ -122,6 +122,10 @@ pub struct Submission {
     pub routing: Routing,
     /// Already sealed by the driver (external payloads already stored in `Payloads`).
     pub content: Content,
+    /// A row `(key, suffix)` to put in [`Column::Meta`] in the envelope's own batch, as
+    /// `key → content id ‖ suffix`: durable exactly when the envelope is (the node's
+    /// idempotency record of a DMS send). The key must lie in a namespace the caller owns.
+    pub record: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// A tenant's status about a document.
@@ -848,6 +852,11 @@ impl Relay {
         self.room_for(to.len())?;
         let mut work = Work::new();
         let env = self.sign_next(&mut work, &s.from, s.kind, to.clone(), s.routing, s.content)?;
+        if let Some((key, suffix)) = s.record {
+            let mut value = env.id().as_bytes().to_vec();
+            value.extend_from_slice(&suffix);
+            work.batch.put(Column::Meta, key, value);
+        }
         if s.kind.is_document() {
             let record = records::encode(&StatusRecord::new(s.from.clone(), env.body().created_ms));
             for r in &to {
