@@ -746,6 +746,29 @@ async fn the_central_node_relays_holds_custody_and_gossips_published_revocations
         .await
         .unwrap();
 
+    // Two epochs put in force back to back (as when both arrive in one gossip burst): the
+    // roster watch may show only the second, yet both are logged, in order.
+    let third = fed
+        .next_epoch(&strong.roster().unwrap(), &[0, 1], |_| {})
+        .unwrap();
+    let fourth = fed
+        .next_epoch(&third.roster().unwrap(), &[0, 2], |_| {})
+        .unwrap();
+    assert_eq!(relay.apply_roster(third.clone()).await.unwrap(), 3);
+    assert_eq!(relay.apply_roster(fourth.clone()).await.unwrap(), 4);
+    eventually("epochs 3 and 4 are both logged", || async {
+        central.log().roster(4).unwrap().is_some()
+    })
+    .await;
+    assert_eq!(
+        central.log().roster(3).unwrap(),
+        Some(third.to_bytes().unwrap())
+    );
+    assert_eq!(
+        central.log().roster(4).unwrap(),
+        Some(fourth.to_bytes().unwrap())
+    );
+
     node_a.shutdown().await;
     node_b.shutdown().await;
     central.shutdown().await;

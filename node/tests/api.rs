@@ -1313,9 +1313,7 @@ async fn requests_beyond_the_in_flight_limit_get_429() {
 async fn the_idempotency_record_is_durable_with_the_envelope() {
     let node = node();
     assert!(node.store.scan(Column::Meta).unwrap().is_empty());
-    let id = node
-        .send(document("Bản ghi", "H41,2026/11/23,11/CV"))
-        .await;
+    let id = node.send(document("Bản ghi", "H41,2026/11/23,11/CV")).await;
     let content_id = lienthong_protocol::content_id::ContentId::parse(&id).unwrap();
     let rows = node.store.scan(Column::Meta).unwrap();
     assert_eq!(rows.len(), 1, "one idempotency record");
