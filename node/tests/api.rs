@@ -571,8 +571,8 @@ async fn malformed_oversize_and_invalid_sends_store_nothing() {
     node.request(raw(Some("application/json"), trailing, true))
         .await
         .problem(StatusCode::BAD_REQUEST, None);
-    // Media type: 415 (edXML not yet accepted here).
-    node.request(raw(Some("application/xml"), b"<edXML/>".to_vec(), true))
+    // Media type: 415 for anything but JSON and edXML.
+    node.request(raw(Some("text/plain"), b"{}".to_vec(), true))
         .await
         .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, Some("content-type"));
     node.request(raw(None, b"{}".to_vec(), true))
@@ -1032,6 +1032,7 @@ async fn openapi_document_matches_the_routes() {
         "GET /v1/agencies",
         "GET /v1/documents/{id}",
         "GET /v1/documents/{id}/attachments/{n}",
+        "GET /v1/documents/{id}/edxml",
         "GET /v1/documents/{id}/header",
         "GET /v1/documents/{id}/trace",
         "GET /v1/health/live",
@@ -1333,5 +1334,174 @@ async fn the_idempotency_record_is_durable_with_the_envelope() {
             .unwrap()
             .is_some()
     );
+    node.driver.shutdown().await;
+}
+
+impl Node {
+    /// POSTs `xml` as `application/xml` to `uri` with `token`.
+    async fn post_xml(&self, uri: &str, token: &str, xml: &[u8]) -> Answer {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/xml")
+            .body(Body::from(xml.to_vec()))
+            .unwrap();
+        self.request(request).await
+    }
+}
+
+/// edXML in and out: a received document is exported as an edXML envelope that reads back
+/// as the same document; that envelope sent again is the same request (same content id);
+/// edited, it is a new document that the recipient opens as sent; every bad edXML send is
+/// a 422 or 403 naming the element, and leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edxml_documents_in_and_out() {
+    use lienthong_protocol::edxml;
+    let node = node();
+    let id = node
+        .send(document("Về việc edXML", "H41,2026/11/23,77/QĐ-UBND"))
+        .await;
+    node.wait_inbox("token-b", B, &id, "document").await;
+    let exported = node
+        .get(&format!("/v1/documents/{id}/edxml?tenant={B}"), "token-b")
+        .await;
+    assert_eq!(exported.status, StatusCode::OK);
+    assert_eq!(
+        exported.headers[header::CONTENT_TYPE],
+        "application/xml; charset=utf-8"
+    );
+    assert_eq!(
+        exported.headers[header::CONTENT_LENGTH],
+        exported.body.len().to_string().as_str()
+    );
+    let xml = exported.body.to_vec();
+    let text = String::from_utf8(xml.clone()).unwrap();
+    assert!(text.contains(edxml::EDXML_NAMESPACE), "{text}");
+    let read = edxml::document_from_edxml(&xml).unwrap();
+    assert_eq!(read.header.subject, "Về việc edXML");
+    assert_eq!(read.header.document_id, "H41,2026/11/23,77/QĐ-UBND");
+    assert_eq!(read.attachments.len(), 1);
+    assert_eq!(read.attachments[0].data, b"%PDF-1.7 signed bytes");
+    // Its sender cannot open it (it is sealed for the recipients).
+    node.get(&format!("/v1/documents/{id}/edxml"), "token-a")
+        .await
+        .problem(StatusCode::FORBIDDEN, None);
+
+    // The same document as edXML is the same request: the first content id, a duplicate.
+    let again = node.post_xml("/v1/documents", "token-a", &xml).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.json());
+    assert_eq!(again.json()["id"], id.as_str());
+    assert_eq!(again.json()["duplicate"], true);
+
+    // A new document in edXML (another DocumentId, another subject) is sent and opens as
+    // sent, in JSON and in edXML.
+    let mut fresh = read.clone();
+    fresh.header.document_id = "H41,2026/11/24,78/QĐ-UBND".to_owned();
+    fresh.header.subject = "Gửi bằng edXML".to_owned();
+    let fresh_xml = edxml::document_to_edxml(&fresh).unwrap();
+    let sent = node.post_xml("/v1/documents", "token-a", &fresh_xml).await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.json());
+    assert_eq!(sent.json()["duplicate"], false);
+    let fresh_id = sent.json()["id"].as_str().unwrap().to_owned();
+    assert_ne!(fresh_id, id);
+    node.wait_inbox("token-b", B, &fresh_id, "document").await;
+    let opened = node
+        .get(&format!("/v1/documents/{fresh_id}?tenant={B}"), "token-b")
+        .await
+        .json();
+    assert_eq!(opened["header"]["subject"], "Gửi bằng edXML");
+    let back = node
+        .get(
+            &format!("/v1/documents/{fresh_id}/edxml?tenant={B}"),
+            "token-b",
+        )
+        .await;
+    assert_eq!(edxml::document_from_edxml(&back.body).unwrap(), fresh);
+
+    // Refusals name the element, and store nothing.
+    let envelopes = node.store.scan(Column::Envelopes).unwrap().len();
+    let meta = node.store.scan(Column::Meta).unwrap().len();
+    let replace = |from: &str, to: &str| {
+        let edited = text.replacen(from, to, 1);
+        assert_ne!(edited, text, "{from:?} is in the export");
+        edited.into_bytes()
+    };
+    let subject = "<edXML:Subject>Về việc edXML</edXML:Subject>";
+    // An update is sent with /v1/documents/{id}/update, not as a new document.
+    let mut update = fresh.clone();
+    update.header.document_id = "H41,2026/11/24,79/QĐ-UBND".to_owned();
+    update.header.business = lienthong_protocol::document::BusinessType::Update;
+    update.header.business_ref = Some(edxml::StatusMessage::reference_to(&read.header));
+    let cases: [(Vec<u8>, StatusCode, &str); 6] = [
+        (
+            b"<edXML:edXMLEnvelope".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "body",
+        ),
+        (
+            replace(subject, ""),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "MessageHeader/Subject",
+        ),
+        (
+            replace(
+                &format!("<edXML:OrganId>{B}</edXML:OrganId>"),
+                "<edXML:OrganId>000.00.00.H99</edXML:OrganId>",
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "MessageHeader/To[1]/OrganId",
+        ),
+        (
+            edxml::document_to_edxml(&update).unwrap(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "TraceHeaderList/Bussiness/BussinessDocType",
+        ),
+        (
+            replace(
+                "<edXML:BussinessDocType>0</edXML:BussinessDocType>",
+                "<edXML:BussinessDocType>7</edXML:BussinessDocType>",
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "TraceHeaderList/Bussiness/BussinessDocType",
+        ),
+        (
+            replace(
+                &format!("<edXML:OrganId>{A}</edXML:OrganId>"),
+                &format!("<edXML:OrganId>{C}</edXML:OrganId>"),
+            ),
+            StatusCode::FORBIDDEN,
+            "MessageHeader/From/OrganId",
+        ),
+    ];
+    for (xml, status, field) in cases {
+        let p = node
+            .post_xml("/v1/documents", "token-a", &xml)
+            .await
+            .problem(status, Some(field));
+        assert!(p["detail"].as_str().unwrap().len() > 10, "{p}");
+    }
+    // A new document's edXML on the update route says the wrong thing, too.
+    node.post_xml(&format!("/v1/documents/{id}/update"), "token-a", &fresh_xml)
+        .await
+        .problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("TraceHeaderList/Bussiness/BussinessDocType"),
+        );
+    assert_eq!(node.store.scan(Column::Envelopes).unwrap().len(), envelopes);
+    assert_eq!(node.store.scan(Column::Meta).unwrap().len(), meta);
+
+    // The update itself goes by the update route, naming the earlier document.
+    let updated = node
+        .post_xml(
+            &format!("/v1/documents/{id}/update"),
+            "token-a",
+            &edxml::document_to_edxml(&update).unwrap(),
+        )
+        .await;
+    assert_eq!(updated.status, StatusCode::ACCEPTED, "{}", updated.json());
+    let update_id = updated.json()["id"].as_str().unwrap().to_owned();
+    let entry = node.wait_inbox("token-b", B, &update_id, "update").await;
+    assert_eq!(entry["refers_to"], id.as_str());
     node.driver.shutdown().await;
 }
