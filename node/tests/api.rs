@@ -1040,6 +1040,7 @@ async fn openapi_document_matches_the_routes() {
         "GET /v1/inbox",
         "GET /v1/inbox/stream",
         "GET /v1/openapi.json",
+        "GET /v1/statuses/{id}/edxml",
         "POST /v1/documents",
         "POST /v1/documents/{id}/recall",
         "POST /v1/documents/{id}/replace",
@@ -1317,8 +1318,15 @@ async fn the_idempotency_record_is_durable_with_the_envelope() {
     let id = node.send(document("Bản ghi", "H41,2026/11/23,11/CV")).await;
     let content_id = lienthong_protocol::content_id::ContentId::parse(&id).unwrap();
     let rows = node.store.scan(Column::Meta).unwrap();
-    assert_eq!(rows.len(), 1, "one idempotency record");
-    let (key, value) = &rows[0];
+    assert_eq!(
+        rows.len(),
+        2,
+        "the idempotency record and the sent reference"
+    );
+    let (key, value) = rows
+        .iter()
+        .find(|(k, _)| k.starts_with(b"api/idempotency\0"))
+        .unwrap();
     let expected_key = [
         b"api/idempotency\0".as_slice(),
         A.as_bytes(),
@@ -1503,5 +1511,151 @@ async fn edxml_documents_in_and_out() {
     let update_id = updated.json()["id"].as_str().unwrap().to_owned();
     let entry = node.wait_inbox("token-b", B, &update_id, "update").await;
     assert_eq!(entry["refers_to"], id.as_str());
+    node.driver.shutdown().await;
+}
+
+/// Statuses in edXML: a recipient's DMS posts 03 and 04 as edXML status messages; the
+/// sender reads each status of its document as an edXML status message naming the document
+/// by its DocumentId, with the reason or assignee it alone can open; refusals name the
+/// element and post nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edxml_statuses_in_and_out() {
+    use lienthong_protocol::document::Organization;
+    use lienthong_protocol::edxml::{self, StaffInfo, StatusMessage};
+    use lienthong_protocol::status::StatusCode as Code;
+    let node = node();
+    let document_id = "H41,2026/11/24,80/QĐ-UBND";
+    let id = node.send(document("Trạng thái edXML", document_id)).await;
+    node.wait_inbox("token-b", B, &id, "document").await;
+    let exported = node
+        .get(&format!("/v1/documents/{id}/edxml?tenant={B}"), "token-b")
+        .await;
+    let header = edxml::document_from_edxml(&exported.body).unwrap().header;
+    let b = Organization {
+        organ_id: agency(B),
+        organ_name: "Sở Nội vụ".to_owned(),
+        organ_address: None,
+        email: None,
+        telephone: None,
+    };
+    let status =
+        |code: Code| StatusMessage::for_document(&header, b.clone(), code, 1_795_000_000_000);
+    let url = format!("/v1/documents/{id}/status");
+    let post = |message: StatusMessage| {
+        let node = &node;
+        let url = url.clone();
+        async move {
+            node.post_xml(&url, "token-b", &edxml::status_to_edxml(&message).unwrap())
+                .await
+        }
+    };
+
+    // Refusals first: nothing is posted.
+    let mut wrong_document = status(Code::Accepted);
+    wrong_document.response_for.document_id = "H41,2026/11/24,81/QĐ-UBND".to_owned();
+    let mut wrong_sender = status(Code::Accepted);
+    wrong_sender.response_for.organ_id = agency(C);
+    let mut not_ours = status(Code::Accepted);
+    not_ours.from.organ_id = agency(C);
+    let cases = [
+        (
+            status(Code::Arrived),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Status/StatusCode",
+        ),
+        (
+            wrong_document,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Status/ResponseFor/DocumentId",
+        ),
+        (
+            wrong_sender,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Status/ResponseFor/OrganId",
+        ),
+        (not_ours, StatusCode::FORBIDDEN, "Status/From/OrganId"),
+    ];
+    for (message, code, field) in cases {
+        post(message).await.problem(code, Some(field));
+    }
+    node.post_xml(&url, "token-b", b"<edXML:edXMLEnvelope")
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY, Some("body"));
+    let trace = node.wait_trace(&id, &["01"]).await;
+    assert_eq!(statuses(&trace["recipients"][0]["history"]), ["01"]);
+
+    // 03, then 04 to a named staff member.
+    let accepted = post(status(Code::Accepted)).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.json());
+    assert_eq!(accepted.json()["code"], "03");
+    let assigned = post(
+        status(Code::Assigned)
+            .with_staff(StaffInfo::person("Trần Văn B", Some("Phòng CCHC".into()))),
+    )
+    .await;
+    assert_eq!(assigned.status, StatusCode::ACCEPTED, "{}", assigned.json());
+    let assigned_id = assigned.json()["id"].as_str().unwrap().to_owned();
+    let trace = node.wait_trace(&id, &["01", "03", "04"]).await;
+    assert_eq!(
+        trace["recipients"][0]["history"][2]["assignee"],
+        "Trần Văn B"
+    );
+
+    // The sender reads the 04 as edXML: its document named by DocumentId, the assignee.
+    node.wait_inbox("token-a", A, &assigned_id, "status").await;
+    let answer = node
+        .get(&format!("/v1/statuses/{assigned_id}/edxml"), "token-a")
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.headers[header::CONTENT_TYPE],
+        "application/xml; charset=utf-8"
+    );
+    let read = edxml::status_from_edxml(&answer.body).unwrap();
+    assert_eq!(read.code, Code::Assigned);
+    assert_eq!(read.from.organ_id, agency(B));
+    assert_eq!(
+        read.to.as_ref().map(|o| o.organ_id.clone()),
+        Some(agency(A))
+    );
+    assert_eq!(read.response_for, StatusMessage::reference_to(&header));
+    assert_eq!(read.detail(), Some("Trần Văn B"));
+    // Its poster reads its 03 too, not its 04: edXML needs the assignee, sealed for the
+    // sender alone.
+    let accepted_id = accepted.json()["id"].as_str().unwrap().to_owned();
+    let by_poster = node
+        .get(
+            &format!("/v1/statuses/{accepted_id}/edxml?tenant={B}"),
+            "token-b",
+        )
+        .await;
+    assert_eq!(by_poster.status, StatusCode::OK, "{:?}", by_poster.body);
+    let by_poster = edxml::status_from_edxml(&by_poster.body).unwrap();
+    assert_eq!(by_poster.code, Code::Accepted);
+    assert_eq!(by_poster.response_for, read.response_for);
+    node.get(
+        &format!("/v1/statuses/{assigned_id}/edxml?tenant={B}"),
+        "token-b",
+    )
+    .await
+    .problem(StatusCode::FORBIDDEN, None);
+    // The node's own 01 reads as edXML; a document's id is not a status; unknown is 404.
+    let arrived = node.wait_inbox("token-a", A, &id, "status").await;
+    let arrived = node
+        .get(
+            &format!("/v1/statuses/{}/edxml", arrived["id"].as_str().unwrap()),
+            "token-a",
+        )
+        .await;
+    assert_eq!(
+        edxml::status_from_edxml(&arrived.body).unwrap().code,
+        Code::Arrived
+    );
+    node.get(&format!("/v1/statuses/{id}/edxml"), "token-a")
+        .await
+        .problem(StatusCode::NOT_FOUND, None);
+    node.get(&format!("/v1/statuses/{}/edxml", unknown_id()), "token-a")
+        .await
+        .problem(StatusCode::NOT_FOUND, None);
     node.driver.shutdown().await;
 }

@@ -20,13 +20,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lienthong_protocol::agency::AgencyId;
 use lienthong_protocol::content_id::ContentId;
-use lienthong_protocol::document::BusinessType;
-use lienthong_protocol::edxml::{self, EdxmlError};
+use lienthong_protocol::document::{BusinessType, Organization, Reference};
+use lienthong_protocol::edxml::{self, EdxmlError, StaffInfo, StatusMessage};
 use lienthong_protocol::envelope::{Kind, Routing};
 use lienthong_protocol::relay::StatusPost;
 use lienthong_protocol::relay::records::{self, StatusRecord, id_agency_key};
 use lienthong_protocol::relay::store::Column;
-use lienthong_protocol::relay::{Content, RelayError};
+use lienthong_protocol::relay::{Content, MetaRecord, RelayError};
 use lienthong_protocol::status::{DetailError, Stage, StatusCode as Code, StatusDetail};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -41,6 +41,7 @@ use super::dto::{
 use super::extract::{JsonBody, JsonOrEdxml, PathParams, QueryParams};
 use super::open::Party;
 use super::problem::Problem;
+use crate::send::SendPath;
 
 /// Longest idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -359,19 +360,19 @@ async fn send(
         refers_to,
         status: None,
     };
-    // The idempotency record (content id ‖ fingerprint) is written in the envelope's own
-    // batch: a retry after a crash finds both or neither.
+    // The idempotency record (content id ‖ fingerprint) and the document's reference are
+    // written in the envelope's own batch: a retry after a crash finds all or nothing.
+    let records = vec![
+        MetaRecord::IdUnder {
+            key,
+            suffix: fingerprint.to_vec(),
+        },
+        SendPath::sent_record(&document)?,
+    ];
     let id = state
         .inner
         .send
-        .send_recorded(
-            &from,
-            kind,
-            to,
-            routing,
-            &plaintext,
-            Some((key, fingerprint.to_vec())),
-        )
+        .send_recorded(&from, kind, to, routing, &plaintext, records)
         .await?;
     state
         .inner
@@ -769,6 +770,110 @@ fn xml_response(xml: Vec<u8>) -> Response {
     response
 }
 
+/// A status as edXML.
+///
+/// A status envelope (its id as listed in the inbox or the trace) as an edXML status
+/// message, for its poster or its recipients: `ResponseFor` names the document by its
+/// DocumentId, code and date; `Description` (the reason) and `StaffInfo` (the assignee)
+/// are filled in for a recipient, which alone can open them (so a 02, 04, 13 or 16 is a
+/// 403 for its poster: edXML requires the detail).
+#[utoipa::path(
+    get,
+    path = "/v1/statuses/{id}/edxml",
+    tag = "documents",
+    params(("id" = String, Path, description = "Content id of the status envelope"), TenantQuery),
+    responses(
+        (status = 200, description = "The edXML status message", body = String, content_type = "application/xml"),
+        (status = 400, description = "Malformed id or tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not for this token, or its detail is sealed for others", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such status for this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The document's payload is still being fetched", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_status_edxml(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathParams(path): PathParams<IdPath>,
+    QueryParams(query): QueryParams<TenantQuery>,
+) -> Result<Response, Problem> {
+    let tenant = caller.tenant(query.tenant.as_deref())?;
+    let id = content_id(&path.id)?;
+    let xml = state
+        .blocking(move |s| {
+            let message = s.status_message(&id, &tenant)?;
+            edxml::status_to_edxml(&message).map_err(|e| {
+                Problem::internal(format!("status {id} cannot be written as edXML: {e}"))
+            })
+        })
+        .await?;
+    Ok(xml_response(xml))
+}
+
+impl ApiState {
+    /// The status envelope `id` as an edXML status message for `tenant`, its poster or a
+    /// recipient (404 otherwise). Blocking.
+    fn status_message(&self, id: &ContentId, tenant: &AgencyId) -> Result<StatusMessage, Problem> {
+        let not_found = || Problem::not_found(format!("no status {id} for agency {tenant}"));
+        let env = self.envelope(id)?.ok_or_else(not_found)?;
+        let body = env.body();
+        if body.kind != Kind::Status || (&body.from != tenant && !body.to.contains(tenant)) {
+            return Err(not_found());
+        }
+        let corrupt = |what: &str| Problem::internal(format!("status {id} has no {what}"));
+        let code = body.routing.status.ok_or_else(|| corrupt("code"))?;
+        let document = body.routing.refers_to.ok_or_else(|| corrupt("document"))?;
+        let (_, party) = self.document_envelope(&document, tenant)?;
+        let response_for = match party {
+            // The sender kept its document's reference when it sent it.
+            Party::Sender => self.inner.send.sent_reference(&document)?.ok_or_else(|| {
+                Problem::not_found(format!(
+                    "document {document} was sent before references were kept"
+                ))
+            })?,
+            Party::Recipient => {
+                let (_, opened) = self.open_document(&document, tenant)?;
+                StatusMessage::reference_to(&opened.header)
+            }
+        };
+        let organization = |agency: &AgencyId| Organization {
+            organ_id: agency.clone(),
+            organ_name: self
+                .roster()
+                .agency(agency)
+                .map(|a| a.name.clone())
+                .unwrap_or_else(|| agency.to_string()),
+            organ_address: None,
+            email: None,
+            telephone: None,
+        };
+        let mut message = StatusMessage::new(
+            organization(&body.from),
+            response_for,
+            code,
+            body.created_ms,
+        );
+        if let Some(to) = body.to.first() {
+            message = message.with_to(organization(to));
+        }
+        if let Some(detail) = self.status_detail(id, tenant) {
+            if let Some(reason) = detail.reason {
+                message = message.with_description(reason);
+            }
+            if let Some(assignee) = detail.assignee {
+                message = message.with_staff(StaffInfo::person(assignee, None));
+            }
+        } else if code.needs_detail() {
+            // edXML requires the reason or assignee, which is sealed for the recipients.
+            return Err(Problem::forbidden(format!(
+                "status {id} ({code}) carries a detail sealed for its recipients; only they \
+                 can read it as edXML"
+            )));
+        }
+        Ok(message)
+    }
+}
+
 /// RFC 5987 percent-encoding of a file name.
 fn percent_encode(name: &str) -> String {
     name.bytes()
@@ -803,6 +908,91 @@ async fn seal_detail(
     Ok(state.inner.send.seal(tenant, to, &bytes).await?)
 }
 
+/// A status to post, read from JSON or from an edXML status message.
+struct PostedStatus {
+    tenant: AgencyId,
+    code: Code,
+    detail: StatusDetail,
+    /// The edXML `ResponseFor` (JSON names the document by the path alone).
+    response_for: Option<Reference>,
+    /// The field that names the code, as the form spells it.
+    code_field: &'static str,
+}
+
+impl PostedStatus {
+    fn json(
+        caller: &Caller,
+        tenant: Option<&str>,
+        request: StatusRequest,
+    ) -> Result<Self, Problem> {
+        Ok(Self {
+            tenant: caller.tenant(tenant)?,
+            code: Code::parse(&request.code)
+                .map_err(|e| Problem::invalid("code", e.to_string()))?,
+            detail: StatusDetail {
+                reason: request.reason,
+                assignee: request.assignee,
+            },
+            response_for: None,
+            code_field: "code",
+        })
+    }
+
+    /// The poster is `Status/From`; the reason is the description, the assignee (04) the
+    /// staff member named (else the description).
+    fn edxml(caller: &Caller, message: StatusMessage) -> Result<Self, Problem> {
+        caller
+            .may_act_for(&message.from.organ_id)
+            .map_err(|p| p.field("Status/From/OrganId"))?;
+        let detail = if message.code == Code::Assigned {
+            StatusDetail {
+                reason: None,
+                assignee: message.detail().map(str::to_owned),
+            }
+        } else {
+            StatusDetail {
+                reason: message.description.clone(),
+                assignee: None,
+            }
+        };
+        Ok(Self {
+            tenant: message.from.organ_id,
+            code: message.code,
+            detail,
+            response_for: Some(message.response_for),
+            code_field: "Status/StatusCode",
+        })
+    }
+}
+
+/// Checks an edXML `ResponseFor` against the document it is posted to (422 naming the
+/// element otherwise).
+fn check_response_for(
+    reference: &Reference,
+    sender: &AgencyId,
+    document_id: &str,
+) -> Result<(), Problem> {
+    if &reference.organ_id != sender {
+        return Err(Problem::invalid(
+            "Status/ResponseFor/OrganId",
+            format!(
+                "{} did not send this document; {sender} did",
+                reference.organ_id
+            ),
+        ));
+    }
+    if reference.document_id != document_id {
+        return Err(Problem::invalid(
+            "Status/ResponseFor/DocumentId",
+            format!(
+                "{:?} is not this document's DocumentId ({document_id:?})",
+                reference.document_id
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Post a processing status.
 ///
 /// A recipient moves the document forward: 02 rejected (with `reason`), 03 accepted, 04
@@ -810,11 +1000,15 @@ async fn seal_detail(
 /// or update request (13) with 15 agreed or 16 refused (with `reason`). The node sent 01
 /// itself on arrival. Transitions are checked: one that may not follow the current status is
 /// a 409 saying why. Reasons and assignees travel sealed for the sender.
+///
+/// The body may also be an edXML status message (`application/xml`): `Status/From` is the
+/// poster, `StatusCode` the code, `Description` the reason and `StaffInfo/Staff` the
+/// assignee; its `ResponseFor` must name this document.
 #[utoipa::path(
     post,
     path = "/v1/documents/{id}/status",
     tag = "documents",
-    request_body(content = StatusRequest, content_type = "application/json"),
+    request_body(description = "JSON, or an edXML (QCVN 102:2016) status message", content((StatusRequest = "application/json"), (String = "application/xml"))),
     params(("id" = String, Path, description = "Content id of the received document"), TenantQuery),
     responses(
         (status = 202, description = "Durable, on its way to the sender", body = StatusResponse),
@@ -834,30 +1028,42 @@ pub async fn post_status(
     caller: Caller,
     PathParams(path): PathParams<IdPath>,
     QueryParams(query): QueryParams<TenantQuery>,
-    JsonBody(request): JsonBody<StatusRequest>,
+    body: JsonOrEdxml<StatusRequest>,
 ) -> Result<(StatusCode, Json<StatusResponse>), Problem> {
-    let tenant = caller.tenant(query.tenant.as_deref())?;
     let id = content_id(&path.id)?;
-    let code = Code::parse(&request.code).map_err(|e| Problem::invalid("code", e.to_string()))?;
+    let posted = match body {
+        JsonOrEdxml::Json(request) => {
+            PostedStatus::json(&caller, query.tenant.as_deref(), request)?
+        }
+        JsonOrEdxml::Edxml(xml) => {
+            let message = state
+                .blocking(move |_| edxml::status_from_edxml(&xml).map_err(edxml_problem))
+                .await?;
+            PostedStatus::edxml(&caller, message)?
+        }
+    };
+    let PostedStatus {
+        tenant,
+        code,
+        detail,
+        response_for,
+        code_field,
+    } = posted;
     match code {
         Code::Arrived => {
             return Err(Problem::invalid(
-                "code",
+                code_field,
                 "01 (arrived) is sent by the node itself when the document is stored",
             ));
         }
         Code::RecallRequested => {
             return Err(Problem::invalid(
-                "code",
+                code_field,
                 "13 is the sender's request: use POST /v1/documents/{id}/recall",
             ));
         }
         _ => {}
     }
-    let detail = StatusDetail {
-        reason: request.reason,
-        assignee: request.assignee,
-    };
     detail.validate(code).map_err(detail_problem)?;
     let who = tenant.clone();
     let (env, party) = state
@@ -867,6 +1073,12 @@ pub async fn post_status(
         return Err(Problem::forbidden(format!(
             "status {code} is posted by a recipient of {id}; its sender asks with /recall"
         )));
+    }
+    if let Some(reference) = response_for {
+        // An edXML status names its document: it must be the one in the path.
+        let who = tenant.clone();
+        let (env, document) = state.blocking(move |s| s.open_document(&id, &who)).await?;
+        check_response_for(&reference, &env.body().from, &document.header.document_id)?;
     }
     let sender = env.body().from.clone();
     let content = seal_detail(&state, &tenant, std::slice::from_ref(&sender), &detail).await?;
