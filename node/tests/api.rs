@@ -1178,6 +1178,7 @@ async fn cli_client_commands_against_a_served_node() {
         tenant: None,
         attachment,
         output,
+        edxml: false,
         json: false,
     };
     let (outcome, out) = run(show(None, None), "token-b").await;
@@ -1190,6 +1191,41 @@ async fn cli_client_commands_against_a_served_node() {
     let (outcome, _) = run(show(Some(0), Some(saved.clone())), "token-b").await;
     assert_eq!(outcome, Outcome::Done);
     assert_eq!(std::fs::read(&saved).unwrap(), b"%PDF-1.7 signed bytes");
+    // The document as edXML, saved and sent again: the same document, the first id.
+    let saved_xml = dir.path().join("doc.xml");
+    let (outcome, out) = run(
+        ClientCommand::Show {
+            id: id.clone(),
+            tenant: None,
+            attachment: None,
+            output: Some(saved_xml.clone()),
+            edxml: true,
+            json: false,
+        },
+        "token-b",
+    )
+    .await;
+    assert_eq!(outcome, Outcome::Done, "{out}");
+    let xml = std::fs::read(&saved_xml).unwrap();
+    assert!(
+        xml.starts_with(b"<?xml") || xml.starts_with(b"<edXML"),
+        "{out}"
+    );
+    let (outcome, out) = run(
+        ClientCommand::Send {
+            file: saved_xml,
+            idempotency_key: None,
+            json: true,
+        },
+        "token-a",
+    )
+    .await;
+    assert_eq!(outcome, Outcome::Done, "{out}");
+    let again: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (again["id"].as_str(), again["duplicate"].as_bool()),
+        (Some(id.as_str()), Some(true))
+    );
 
     let status = |code: &str| ClientCommand::Status {
         id: id.clone(),
