@@ -14,6 +14,8 @@
 //!
 //! [api]
 //! listen = "127.0.0.1:8080"               # loopback unless a DMS on another host needs it
+//! tls_cert = "api.crt"                    # optional: HTTPS (PEM chain, leaf first) …
+//! tls_key = "api.key"                     # … and its PEM private key, mode 0600
 //!
 //! [[tenants]]
 //! id = "000.00.00.H41"
@@ -100,12 +102,20 @@ pub struct NetworkSection {
 #[serde(deny_unknown_fields)]
 pub struct ApiSection {
     pub listen: String,
+    /// PEM certificate chain: serve HTTPS (with `tls_key`), for a DMS on another host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert` (mode 0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ApiSection {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -195,6 +205,8 @@ pub struct Config {
     pub setup: NodeSetup,
     /// Where the HTTP API listens.
     pub api_listen: SocketAddr,
+    /// HTTPS for the API (`api.tls_cert`, `api.tls_key`), if configured.
+    pub api_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// Bearer-token hashes per tenant.
     pub tokens: Vec<TenantTokens>,
 }
@@ -244,6 +256,12 @@ impl Config {
                 ),
             )
         })?;
+        let api_tls = match (&file.api.tls_cert, &file.api.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(api_tls(&resolve(cert), &resolve(key))?),
+            (Some(_), None) => return Err(invalid("api.tls_key", "is needed with api.tls_cert")),
+            (None, Some(_)) => return Err(invalid("api.tls_cert", "is needed with api.tls_key")),
+        };
         let multiaddrs = |setting: &str, list: &[String]| -> Result<Vec<Multiaddr>, ConfigError> {
             list.iter()
                 .enumerate()
@@ -339,9 +357,31 @@ impl Config {
                 ledger: crate::ledger::LedgerConfig::default(),
             },
             api_listen,
+            api_tls,
             tokens,
         })
     }
+}
+
+/// The API's TLS configuration from `cert` and `key` (a private key readable by group or
+/// others is refused, as key files are).
+fn api_tls(cert: &Path, key: &Path) -> Result<std::sync::Arc<rustls::ServerConfig>, ConfigError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(key)
+        .map_err(|source| ConfigError::Read {
+            path: key.to_path_buf(),
+            source,
+        })?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::Key {
+            path: key.to_path_buf(),
+            problem: format!("is readable by others (mode {mode:04o}); run `chmod 600` on it"),
+        });
+    }
+    crate::api::tls::server_config(cert, key).map_err(|e| invalid("api.tls_cert", e.to_string()))
 }
 
 fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
@@ -495,6 +535,7 @@ impl NodeLayout<'_> {
             },
             api: ApiSection {
                 listen: self.api_listen.clone(),
+                ..ApiSection::default()
             },
             tenants,
             relay: self.relay.clone(),

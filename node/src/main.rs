@@ -277,10 +277,11 @@ fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<ExitCode> {
             .context("starting the node")?;
         let addrs = node.listen_addrs().await;
         let api = node
-            .serve_api(
+            .serve_api_tls(
                 config.api_listen,
                 &config.tokens,
                 lienthong_node::api::ApiConfig::default(),
+                config.api_tls,
             )
             .await
             .with_context(|| format!("binding the HTTP API on {}", config.api_listen))?;

@@ -366,6 +366,17 @@ impl Node {
         tokens: &[crate::config::TenantTokens],
         config: crate::api::ApiConfig,
     ) -> std::io::Result<ApiServer> {
+        self.serve_api_tls(listen, tokens, config, None).await
+    }
+
+    /// As [`serve_api`](Self::serve_api), over HTTPS when `tls` is given.
+    pub async fn serve_api_tls(
+        &self,
+        listen: std::net::SocketAddr,
+        tokens: &[crate::config::TenantTokens],
+        config: crate::api::ApiConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<ApiServer> {
         let mut table = crate::api::TokenTable::new();
         for t in tokens {
             for hash in &t.sha256 {
@@ -399,17 +410,33 @@ impl Node {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, crate::api::router(state))
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
+        let router = crate::api::router(state);
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let task = match tls {
+            None => tokio::spawn(async move {
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "the HTTP API stopped");
+                }
+            }),
+            Some(tls) => {
+                let listener = crate::api::tls::TlsListener::new(listener, tls)?;
+                tokio::spawn(async move {
+                    let served = axum::serve(listener, router)
+                        .with_graceful_shutdown(stopped)
+                        .await;
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "the HTTPS API stopped");
+                    }
                 })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "the HTTP API stopped");
             }
-        });
-        tracing::info!(%addr, "HTTP API listening");
+        };
+        tracing::info!(%addr, scheme, "HTTP API listening");
         Ok(ApiServer {
             addr,
             stop: Some(stop),

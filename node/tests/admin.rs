@@ -233,3 +233,67 @@ async fn keys_backup_and_restore_through_the_cli() {
     node_b.shutdown().await;
     node_a.shutdown().await;
 }
+
+/// `[api] tls_cert` and `tls_key`: both or neither, the key owner-only, the files usable;
+/// each refusal names the setting or the file.
+#[test]
+fn the_api_tls_settings_are_checked() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let fed = federation(43);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    let written = fed
+        .write_node(
+            1,
+            &dir,
+            free_loopback_port(),
+            &mut ChaCha20Rng::seed_from_u64(8),
+        )
+        .unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["dms.example".to_owned()]).unwrap();
+    std::fs::write(dir.join("api.crt"), certified.cert.pem()).unwrap();
+    let key = dir.join("api.key");
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let original = std::fs::read_to_string(&written.config).unwrap();
+    let with_api = |settings: &[(&str, &str)]| {
+        let mut file: toml::Table = original.parse().unwrap();
+        let api = file
+            .entry("api")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .unwrap();
+        for (k, v) in settings {
+            api.insert((*k).to_owned(), toml::Value::String((*v).to_owned()));
+        }
+        std::fs::write(&written.config, toml::to_string(&file).unwrap()).unwrap();
+        Config::load(&written.config, Overrides::default())
+    };
+
+    assert!(
+        with_api(&[]).unwrap().api_tls.is_none(),
+        "plain HTTP by default"
+    );
+    let err = with_api(&[("tls_cert", "api.crt")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("api.tls_key"), "{err}");
+    let err = with_api(&[("tls_key", "api.key")]).unwrap_err().to_string();
+    assert!(err.contains("api.tls_cert"), "{err}");
+    let both = [("tls_cert", "api.crt"), ("tls_key", "api.key")];
+    assert!(with_api(&both).unwrap().api_tls.is_some());
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = with_api(&both).unwrap_err().to_string();
+    assert!(
+        err.contains("api.key") && err.contains("chmod 600"),
+        "{err}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let err = with_api(&[("tls_cert", "api.key"), ("tls_key", "api.key")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("api.tls_cert") && err.contains("no PEM certificate"),
+        "{err}"
+    );
+}

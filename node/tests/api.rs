@@ -1695,3 +1695,87 @@ async fn edxml_statuses_in_and_out() {
         .problem(StatusCode::NOT_FOUND, None);
     node.driver.shutdown().await;
 }
+
+/// HTTPS for a DMS on another host: the API over the TLS listener answers a client that
+/// trusts the certificate; a plain-HTTP client gets no answer; a client that connects and
+/// says nothing does not hold up the next; unusable certificate files are refused naming
+/// the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_over_tls() {
+    use lienthong_node::api::tls::{TlsError, TlsListener, server_config};
+    let node = node();
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = dir.path().join("api.crt");
+    let key = dir.path().join("api.key");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tls = TlsListener::new(listener, server_config(&cert, &key).unwrap()).unwrap();
+    let router = node.router.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(tls, router).await;
+    });
+
+    // A client that connects and stays silent holds one handshake slot, nothing more.
+    let _silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+        )
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .build()
+        .unwrap();
+    let live = client
+        .get(format!("https://localhost:{port}/v1/agencies"))
+        .bearer_auth("token-a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), reqwest::StatusCode::OK);
+    let body: Value = serde_json::from_slice(&live.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["epoch"], 1);
+    // Plain HTTP to the HTTPS port gets no HTTP answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/v1/health/live"))
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await;
+    assert!(plain.is_err(), "{plain:?}");
+    // A client that does not trust the certificate is refused by its own check.
+    let untrusting = reqwest::Client::builder()
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .build()
+        .unwrap()
+        .get(format!("https://localhost:{port}/v1/health/live"))
+        .send()
+        .await;
+    assert!(untrusting.is_err(), "{untrusting:?}");
+
+    // Files that are not a certificate or a key.
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not PEM").unwrap();
+    match server_config(&garbage, &key) {
+        Err(TlsError::File { path, problem }) => {
+            assert!(
+                path.ends_with("garbage.pem") && problem.contains("no PEM certificate"),
+                "{problem}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match server_config(&cert, &garbage) {
+        Err(TlsError::File { path, problem }) => {
+            assert!(
+                path.ends_with("garbage.pem") && problem.contains("private key"),
+                "{problem}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    node.driver.shutdown().await;
+}

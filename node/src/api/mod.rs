@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod open;
 pub mod problem;
 pub mod system;
+pub mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
