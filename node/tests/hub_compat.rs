@@ -600,3 +600,68 @@ fn fixtures_parse_as_what_they_are() {
     }
     assert!(from_edxml(&fixture("malformed.edxml")).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_transmissions_and_acknowledgements_survive_restarts() {
+    let fed = Fed::new(14);
+    let node_a = fed.start(0).await;
+    let node_b = fed.start(1).await;
+    let (server_a, dms_a) = listener(&node_a, "dms-a", SECRET_A, A).await;
+    let (server_b, dms_b) = listener(&node_b, "dms-b", SECRET_B, B).await;
+    let doc_id = send(&dms_a, A, "edoc", "new_with_attachments.edxml").await;
+    eventually("B's DMS lists the document", WAIT, || async {
+        list(&dms_b, "edoc").await.len() == 1
+    })
+    .await;
+    assert_ok(
+        &dms_b
+            .call(
+                "updateStatus",
+                &[("docId", &doc_id), ("status", "processing")],
+            )
+            .await
+            .unwrap(),
+    );
+    server_b.shutdown().await;
+    node_b.shutdown().await;
+
+    // Still listed, with its acknowledgement, after a restart.
+    let node_b = fed.start(1).await;
+    let (server_b, dms_b) = listener(&node_b, "dms-b", SECRET_B, B).await;
+    let items = list(&dms_b, "edoc").await;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["status"], "processing");
+    assert_ok(
+        &dms_b
+            .call("updateStatus", &[("docId", &doc_id), ("status", "done")])
+            .await
+            .unwrap(),
+    );
+    server_b.shutdown().await;
+    node_b.shutdown().await;
+
+    // Done stays done; the document is still there to fetch.
+    let node_b = fed.start(1).await;
+    let (server_b, dms_b) = listener(&node_b, "dms-b", SECRET_B, B).await;
+    assert!(list(&dms_b, "edoc").await.is_empty());
+    let document = document_from_edxml(&get_edoc(&dms_b, &doc_id).await).unwrap();
+    assert_eq!(document.header.document_id, NEW_ID);
+
+    // A's DMS, restarted too, still answers a retry with the first DocId and lists the
+    // document as sent.
+    server_a.shutdown().await;
+    node_a.shutdown().await;
+    let node_a = fed.start(0).await;
+    let (server_a, dms_a) = listener(&node_a, "dms-a", SECRET_A, A).await;
+    assert_eq!(
+        send(&dms_a, A, "edoc", "new_with_attachments.edxml").await,
+        doc_id
+    );
+    let sent = dms_a.call("getSentEdocList", &[]).await.unwrap();
+    assert_eq!(sent["data"].as_array().unwrap().len(), 1);
+
+    server_a.shutdown().await;
+    server_b.shutdown().await;
+    node_a.shutdown().await;
+    node_b.shutdown().await;
+}
