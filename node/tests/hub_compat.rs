@@ -454,7 +454,9 @@ async fn a_dms_sends_through_its_node_and_the_recipient_dms_answers_with_statuse
     // B's DMS answers 01 (the node sent it already: a no-op), 03, then A's DMS asks to
     // recall (13), B's refuses (16) and completes (06).
     send(&dms_b, B, "status", "status_01.edxml").await;
-    send(&dms_b, B, "status", "status_03.edxml").await;
+    let accepted = send(&dms_b, B, "status", "status_03.edxml").await;
+    // A retry (the answer was lost) gets the same status, not a refusal.
+    assert_eq!(send(&dms_b, B, "status", "status_03.edxml").await, accepted);
     send(&dms_a, A, "status", "status_13.edxml").await;
     let at_b = statuses_listed(&dms_b, &[StatusCode::RecallRequested]).await;
     let recall = status_from_edxml(&get_edoc(&dms_b, &at_b[0].1).await).unwrap();

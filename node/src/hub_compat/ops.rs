@@ -436,6 +436,26 @@ impl Call<'_> {
             }
             (Vec::new(), vec![env.body().from.clone()])
         };
+        if code != StatusCode::RecallRequested {
+            // A DMS retrying a status whose answer it lost gets the status it posted.
+            let (document_id, who) = (document, tenant.clone());
+            let last = blocking(&api, move |s| {
+                let key = records::id_agency_key(&document_id, &who);
+                let Some(value) = s.inner.store.get(Column::Statuses, &key)? else {
+                    return Ok(None);
+                };
+                let record: StatusRecord =
+                    records::decode(Column::Statuses, &value).map_err(HubError::internal)?;
+                Ok(record.history.last().map(|e| (e.code, e.id)))
+            })
+            .await?;
+            if let Some((last_code, last_id)) = last
+                && last_code == code
+            {
+                tracing::info!(%tenant, %document, status = %last_id, %code, "retried status answered with the earlier DocId");
+                return Ok(ok_with("DocId", last_id.to_string().into()));
+            }
+        }
         let content = if detail.is_empty() {
             Content::None
         } else {
