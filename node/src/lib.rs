@@ -1,6 +1,8 @@
 //! `lienthong-node`: the agency node. The binary `lienthong` (daemon and CLI) is built on
 //! this library.
 //!
+//! - [`admin`]: the operator's commands on the node's own files: public keys against a
+//!   roster, backup (live through [`control`], or offline) and restore.
 //! - [`api`]: the DMS-facing HTTP API (axum): send, inbox, documents, statuses, trace,
 //!   agencies, health, metrics, OpenAPI; bearer tokens per tenant; RFC 9457 problems.
 //! - [`audit`]: the auditor: mirror a central node's log, replay and verify it offline,
@@ -8,6 +10,7 @@
 //! - [`cli`]: the CLI's client subcommands (send, inbox, show, status, trace, recall,
 //!   agencies) over the HTTP API.
 //! - [`config`]: the node configuration file, overrides and validation.
+//! - [`control`]: the running node's local control socket (backups while it runs).
 //! - [`driver`]: runs the sans-I/O relay core on its own thread against the store and the
 //!   network.
 //! - [`federation`]: generates a local federation (keys, signed genesis roster, node
@@ -25,11 +28,13 @@
 //!   [`Column`](lienthong_protocol::relay::store::Column) plus the payload chunks, written by
 //!   one writer thread with group commit (many batches, one fsync).
 
+pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod audit_cli;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod driver;
 pub mod federation;
 pub mod http_body;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use lienthong_node::admin::{self, AdminError, BackupMode};
 use lienthong_node::audit_cli::{self, AuditCommand};
 use lienthong_node::cli::ClientCommand;
 use lienthong_node::config::{Config, NodeLayout, Overrides, RelaySection};
@@ -13,6 +14,7 @@ use lienthong_node::federation::{MemberRequest, transport_keypair};
 use lienthong_node::node::Node;
 use lienthong_protocol::agency::AgencyId;
 use lienthong_protocol::keys::{EncryptionSecret, SigningKey};
+use lienthong_protocol::roster::SignedRoster;
 use rand_core::{OsRng, RngCore};
 
 /// The agency node daemon and CLI.
@@ -77,6 +79,46 @@ enum Command {
         #[arg(long)]
         listen: Vec<String>,
     },
+    /// Prints the public part of the node's keys (for the roster) and checks them against
+    /// the genesis roster, or the signed roster in `--roster`. Exit 1 if any differs.
+    Keys {
+        /// The configuration file (TOML).
+        #[arg(long, env = "LIENTHONG_CONFIG")]
+        config: PathBuf,
+        /// A signed roster file (CBOR, as `GET /roster` of a central node serves it) to
+        /// compare with instead of the genesis.
+        #[arg(long)]
+        roster: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Writes a consistent backup of the node's store into a new directory: taken by the
+    /// running node (which goes on working), or from the store when the node is stopped.
+    Backup {
+        /// The configuration file (TOML).
+        #[arg(long, env = "LIENTHONG_CONFIG")]
+        config: PathBuf,
+        /// The backup directory to create (its parent must exist).
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restores a backup as the store of a stopped node, which then resumes from it as after
+    /// a crash. For a lost store: what the node confirmed or signed after the backup is not
+    /// in it (see ARCHITECTURE.md, "Backup and restore").
+    Restore {
+        /// The configuration file (TOML).
+        #[arg(long, env = "LIENTHONG_CONFIG")]
+        config: PathBuf,
+        /// The backup directory (written by `lienthong backup`).
+        #[arg(long)]
+        from: PathBuf,
+        /// Move an existing store aside (to `store.before-restore-<time>`) instead of
+        /// refusing.
+        #[arg(long)]
+        force: bool,
+    },
     /// Commands for a DMS operator, through the node's HTTP API.
     #[command(flatten)]
     Client(ClientCommand),
@@ -98,6 +140,17 @@ fn main() -> ExitCode {
             advertise,
             api,
         } => init(&dir, &tenants, listen, advertise, api),
+        Command::Keys {
+            config,
+            roster,
+            json,
+        } => keys(&config, roster.as_deref(), json),
+        Command::Backup { config, to, json } => backup(&config, &to, json),
+        Command::Restore {
+            config,
+            from,
+            force,
+        } => restore(&config, &from, force),
         Command::Run {
             config,
             data_dir,
@@ -254,6 +307,103 @@ fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<ExitCode> {
         node.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path, Overrides::default().with_env())
+        .with_context(|| format!("configuration {}", path.display()))
+}
+
+/// Exit code of an operator command the node or the files refused (as the client commands).
+const REFUSED: u8 = 3;
+
+fn keys(config_path: &Path, roster: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let signed = match roster {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            SignedRoster::decode(&bytes)
+                .with_context(|| format!("{}: not a signed roster", path.display()))?
+        }
+        None => config.setup.genesis.clone(),
+    };
+    let roster = signed.roster().context("decoding the roster")?;
+    let report = admin::keys(&config.setup, &roster);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("node (transport peer id): {}", report.peer_id);
+        println!("compared with roster epoch {}", report.roster_epoch);
+        println!(
+            "{:<16} {:<46} {:<46} ROSTER",
+            "AGENCY", "SIGNING KEY", "ENCRYPTION KEY"
+        );
+        for a in &report.agencies {
+            println!(
+                "{:<16} {:<46} {:<46} {}",
+                a.id, a.signing_key, a.encryption_key, a.roster
+            );
+        }
+    }
+    Ok(ExitCode::from(if report.all_match() { 0 } else { 1 }))
+}
+
+/// The exit code for an operator command's error: refused (3) for what the node or the
+/// files' state refused, else 2.
+fn admin_failure(e: &AdminError) -> ExitCode {
+    eprintln!("lienthong: {e}");
+    match e {
+        AdminError::NodeRunning { .. }
+        | AdminError::StoreExists { .. }
+        | AdminError::TargetExists { .. }
+        | AdminError::Refused(_) => ExitCode::from(REFUSED),
+        _ => ExitCode::from(2),
+    }
+}
+
+fn backup(config_path: &Path, to: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    match admin::backup(&config.setup.data_dir, to) {
+        Ok((mode, dir)) => {
+            if json {
+                println!("{}", serde_json::json!({ "mode": mode, "dir": dir }));
+            } else {
+                let how = match mode {
+                    BackupMode::Live => "taken by the running node",
+                    BackupMode::Offline => "taken from the stopped node's store",
+                };
+                println!("backup written to {} ({how})", dir.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(admin_failure(&e)),
+    }
+}
+
+fn restore(config_path: &Path, from: &Path, force: bool) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let data_dir = &config.setup.data_dir;
+    match admin::restore(data_dir, from, force) {
+        Ok(replaced) => {
+            println!(
+                "restored {} into {}",
+                from.display(),
+                data_dir.join("store").display()
+            );
+            if let Some(old) = replaced {
+                println!("the previous store was moved to {}", old.display());
+            }
+            println!(
+                "start the node: it resumes from the backup. Documents it confirmed after the \
+                 backup are not sent again, and envelopes it signed after the backup will be \
+                 signed again with the same sequence numbers (auditors see forks): see \
+                 ARCHITECTURE.md, \"Backup and restore\""
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(admin_failure(&e)),
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -40,6 +40,7 @@ use lienthong_protocol::roster::{Roster, RosterBook, RosterError, SignedRoster};
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::control;
 use crate::driver::{DriverConfig, DriverError, DriverHandle, Outbound};
 use crate::ledger::{LedgerClient, LedgerConfig, LedgerError, LedgerTask};
 use crate::net::{
@@ -135,6 +136,8 @@ pub struct Node {
     listening: watch::Receiver<Vec<Multiaddr>>,
     /// The pumps (first the network task), stopped in [`Node::shutdown`].
     pumps: Vec<JoinHandle<()>>,
+    /// The control socket served (removed at shutdown).
+    control_socket: Option<PathBuf>,
 }
 
 impl Node {
@@ -227,6 +230,19 @@ impl Node {
                 net.clone(),
             )));
         }
+        // The operator's control socket (backups while running). A node without one still
+        // runs: a backup is then taken with the node stopped.
+        let socket = setup.data_dir.join(control::SOCKET_NAME);
+        let control_socket = match control::serve(&socket, store.clone()) {
+            Ok(task) => {
+                pumps.push(task);
+                Some(socket)
+            }
+            Err(e) => {
+                tracing::warn!(path = %socket.display(), error = %e, "no control socket: backups need the node stopped");
+                None
+            }
+        };
         for (peer, addrs) in dial_targets(&roster, peer_id, &bootstrap) {
             net.send(Command::Dial { peer, addrs }).await?;
         }
@@ -243,6 +259,7 @@ impl Node {
             ledger_task,
             listening,
             pumps,
+            control_socket,
         })
     }
 
@@ -413,6 +430,9 @@ impl Node {
         }
         for pump in self.pumps {
             let _ = pump.await;
+        }
+        if let Some(socket) = &self.control_socket {
+            let _ = std::fs::remove_file(socket);
         }
         // Gossip checks in flight hold the store until they end.
         self.ledger.quiesce().await;

@@ -9,17 +9,23 @@
 use std::sync::{Arc, Mutex, RwLock};
 
 use lienthong_protocol::agency::AgencyId;
+use lienthong_protocol::cbor;
 use lienthong_protocol::content_id::ContentId;
-use lienthong_protocol::document::{Document, DocumentError};
+use lienthong_protocol::document::{Document, DocumentError, Reference};
 use lienthong_protocol::envelope::{InlinePayload, Kind, Routing};
 use lienthong_protocol::relay::store::Column;
-use lienthong_protocol::relay::{Content, Submission};
+use lienthong_protocol::relay::{Content, MetaRecord, Submission};
 use lienthong_protocol::roster::Roster;
 use lienthong_protocol::seal::{self, SealError, SenderEpochs};
 use rand_core::OsRng;
 
 use crate::driver::{DriverError, DriverHandle, now_ms};
 use crate::store::{Store, StoreError, WriteOp};
+
+/// Key prefix of the references of sent documents ([`SendPath::sent_record`]).
+const SENT_REFERENCE_PREFIX: &[u8] = b"send/reference\0";
+/// Largest stored reference: four short texts.
+const MAX_REFERENCE_LEN: usize = 8 * 1024;
 
 /// Largest sealed payload (manifest and chunk) sent inline.
 pub const MAX_INLINE: usize = 32 * 1024;
@@ -139,7 +145,8 @@ impl SendPath {
         Ok(content)
     }
 
-    /// Sends an edXML-aligned document; resolves with its content id once durable.
+    /// Sends an edXML-aligned document; resolves with its content id once durable (with
+    /// its [`sent_record`](Self::sent_record)).
     pub async fn send_document(
         &self,
         from: &AgencyId,
@@ -153,7 +160,8 @@ impl SendPath {
             .iter()
             .map(|o| o.organ_id.clone())
             .collect();
-        self.send_bytes(from, kind, to, routing, &document.to_bytes()?)
+        let records = vec![Self::sent_record(document)?];
+        self.send_recorded(from, kind, to, routing, &document.to_bytes()?, records)
             .await
     }
 
@@ -166,13 +174,13 @@ impl SendPath {
         routing: Routing,
         plaintext: &[u8],
     ) -> Result<ContentId, SendError> {
-        self.send_recorded(from, kind, to, routing, plaintext, None)
+        self.send_recorded(from, kind, to, routing, plaintext, Vec::new())
             .await
     }
 
-    /// As [`send_bytes`](Self::send_bytes), with `record` (`(key, suffix)`) written to
-    /// `Meta` as `key → content id ‖ suffix` in the envelope's own batch: durable exactly
-    /// when the envelope is (see [`Submission::record`]).
+    /// As [`send_bytes`](Self::send_bytes), with `records` written to `Meta` in the
+    /// envelope's own batch: durable exactly when the envelope is (see
+    /// [`Submission::records`]).
     pub async fn send_recorded(
         &self,
         from: &AgencyId,
@@ -180,7 +188,7 @@ impl SendPath {
         to: Vec<AgencyId>,
         routing: Routing,
         plaintext: &[u8],
-        record: Option<(Vec<u8>, Vec<u8>)>,
+        records: Vec<MetaRecord>,
     ) -> Result<ContentId, SendError> {
         let content = self.seal(from, &to, plaintext).await?;
         let submission = Submission {
@@ -190,8 +198,40 @@ impl SendPath {
             to,
             routing,
             content,
-            record,
+            records,
         };
         Ok(self.driver.submit(submission).await?)
+    }
+
+    /// The row that keeps what names a sent document (its DocumentId, code, date: the edXML
+    /// `ResponseFor` of the statuses about it) beside its envelope: the payload is sealed
+    /// for the recipients, so without it the sender could not say which document a status
+    /// answers. Key `send/reference ‖ 0 ‖ content id`, value the [`Reference`] as CBOR.
+    pub fn sent_record(document: &Document) -> Result<MetaRecord, SendError> {
+        let reference = Reference {
+            document_id: document.header.document_id.clone(),
+            organ_id: document.header.from.organ_id.clone(),
+            code: Some(format!(
+                "{}/{}",
+                document.header.code.number, document.header.code.notation
+            )),
+            promulgation_date: Some(document.header.promulgation.date.clone()),
+        };
+        Ok(MetaRecord::ValueFor {
+            prefix: SENT_REFERENCE_PREFIX.to_vec(),
+            value: cbor::to_canonical(&reference).map_err(DocumentError::from)?,
+        })
+    }
+
+    /// The reference of a document this node sent (see [`sent_record`](Self::sent_record)),
+    /// if it was recorded. Blocking.
+    pub fn sent_reference(&self, id: &ContentId) -> Result<Option<Reference>, SendError> {
+        let key = [SENT_REFERENCE_PREFIX, id.as_bytes()].concat();
+        let Some(bytes) = self.store.get(Column::Meta, &key)? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            cbor::from_canonical(&bytes, MAX_REFERENCE_LEN).map_err(DocumentError::from)?,
+        ))
     }
 }

@@ -571,8 +571,8 @@ async fn malformed_oversize_and_invalid_sends_store_nothing() {
     node.request(raw(Some("application/json"), trailing, true))
         .await
         .problem(StatusCode::BAD_REQUEST, None);
-    // Media type: 415 (edXML not yet accepted here).
-    node.request(raw(Some("application/xml"), b"<edXML/>".to_vec(), true))
+    // Media type: 415 for anything but JSON and edXML.
+    node.request(raw(Some("text/plain"), b"{}".to_vec(), true))
         .await
         .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, Some("content-type"));
     node.request(raw(None, b"{}".to_vec(), true))
@@ -1032,6 +1032,7 @@ async fn openapi_document_matches_the_routes() {
         "GET /v1/agencies",
         "GET /v1/documents/{id}",
         "GET /v1/documents/{id}/attachments/{n}",
+        "GET /v1/documents/{id}/edxml",
         "GET /v1/documents/{id}/header",
         "GET /v1/documents/{id}/trace",
         "GET /v1/health/live",
@@ -1039,6 +1040,7 @@ async fn openapi_document_matches_the_routes() {
         "GET /v1/inbox",
         "GET /v1/inbox/stream",
         "GET /v1/openapi.json",
+        "GET /v1/statuses/{id}/edxml",
         "POST /v1/documents",
         "POST /v1/documents/{id}/recall",
         "POST /v1/documents/{id}/replace",
@@ -1176,6 +1178,7 @@ async fn cli_client_commands_against_a_served_node() {
         tenant: None,
         attachment,
         output,
+        edxml: false,
         json: false,
     };
     let (outcome, out) = run(show(None, None), "token-b").await;
@@ -1188,6 +1191,41 @@ async fn cli_client_commands_against_a_served_node() {
     let (outcome, _) = run(show(Some(0), Some(saved.clone())), "token-b").await;
     assert_eq!(outcome, Outcome::Done);
     assert_eq!(std::fs::read(&saved).unwrap(), b"%PDF-1.7 signed bytes");
+    // The document as edXML, saved and sent again: the same document, the first id.
+    let saved_xml = dir.path().join("doc.xml");
+    let (outcome, out) = run(
+        ClientCommand::Show {
+            id: id.clone(),
+            tenant: None,
+            attachment: None,
+            output: Some(saved_xml.clone()),
+            edxml: true,
+            json: false,
+        },
+        "token-b",
+    )
+    .await;
+    assert_eq!(outcome, Outcome::Done, "{out}");
+    let xml = std::fs::read(&saved_xml).unwrap();
+    assert!(
+        xml.starts_with(b"<?xml") || xml.starts_with(b"<edXML"),
+        "{out}"
+    );
+    let (outcome, out) = run(
+        ClientCommand::Send {
+            file: saved_xml,
+            idempotency_key: None,
+            json: true,
+        },
+        "token-a",
+    )
+    .await;
+    assert_eq!(outcome, Outcome::Done, "{out}");
+    let again: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (again["id"].as_str(), again["duplicate"].as_bool()),
+        (Some(id.as_str()), Some(true))
+    );
 
     let status = |code: &str| ClientCommand::Status {
         id: id.clone(),
@@ -1316,8 +1354,15 @@ async fn the_idempotency_record_is_durable_with_the_envelope() {
     let id = node.send(document("Bản ghi", "H41,2026/11/23,11/CV")).await;
     let content_id = lienthong_protocol::content_id::ContentId::parse(&id).unwrap();
     let rows = node.store.scan(Column::Meta).unwrap();
-    assert_eq!(rows.len(), 1, "one idempotency record");
-    let (key, value) = &rows[0];
+    assert_eq!(
+        rows.len(),
+        2,
+        "the idempotency record and the sent reference"
+    );
+    let (key, value) = rows
+        .iter()
+        .find(|(k, _)| k.starts_with(b"api/idempotency\0"))
+        .unwrap();
     let expected_key = [
         b"api/idempotency\0".as_slice(),
         A.as_bytes(),
@@ -1333,5 +1378,320 @@ async fn the_idempotency_record_is_durable_with_the_envelope() {
             .unwrap()
             .is_some()
     );
+    node.driver.shutdown().await;
+}
+
+impl Node {
+    /// POSTs `xml` as `application/xml` to `uri` with `token`.
+    async fn post_xml(&self, uri: &str, token: &str, xml: &[u8]) -> Answer {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/xml")
+            .body(Body::from(xml.to_vec()))
+            .unwrap();
+        self.request(request).await
+    }
+}
+
+/// edXML in and out: a received document is exported as an edXML envelope that reads back
+/// as the same document; that envelope sent again is the same request (same content id);
+/// edited, it is a new document that the recipient opens as sent; every bad edXML send is
+/// a 422 or 403 naming the element, and leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edxml_documents_in_and_out() {
+    use lienthong_protocol::edxml;
+    let node = node();
+    let id = node
+        .send(document("Về việc edXML", "H41,2026/11/23,77/QĐ-UBND"))
+        .await;
+    node.wait_inbox("token-b", B, &id, "document").await;
+    let exported = node
+        .get(&format!("/v1/documents/{id}/edxml?tenant={B}"), "token-b")
+        .await;
+    assert_eq!(exported.status, StatusCode::OK);
+    assert_eq!(
+        exported.headers[header::CONTENT_TYPE],
+        "application/xml; charset=utf-8"
+    );
+    assert_eq!(
+        exported.headers[header::CONTENT_LENGTH],
+        exported.body.len().to_string().as_str()
+    );
+    let xml = exported.body.to_vec();
+    let text = String::from_utf8(xml.clone()).unwrap();
+    assert!(text.contains(edxml::EDXML_NAMESPACE), "{text}");
+    let read = edxml::document_from_edxml(&xml).unwrap();
+    assert_eq!(read.header.subject, "Về việc edXML");
+    assert_eq!(read.header.document_id, "H41,2026/11/23,77/QĐ-UBND");
+    assert_eq!(read.attachments.len(), 1);
+    assert_eq!(read.attachments[0].data, b"%PDF-1.7 signed bytes");
+    // Its sender cannot open it (it is sealed for the recipients).
+    node.get(&format!("/v1/documents/{id}/edxml"), "token-a")
+        .await
+        .problem(StatusCode::FORBIDDEN, None);
+
+    // The same document as edXML is the same request: the first content id, a duplicate.
+    let again = node.post_xml("/v1/documents", "token-a", &xml).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.json());
+    assert_eq!(again.json()["id"], id.as_str());
+    assert_eq!(again.json()["duplicate"], true);
+
+    // A new document in edXML (another DocumentId, another subject) is sent and opens as
+    // sent, in JSON and in edXML.
+    let mut fresh = read.clone();
+    fresh.header.document_id = "H41,2026/11/24,78/QĐ-UBND".to_owned();
+    fresh.header.subject = "Gửi bằng edXML".to_owned();
+    let fresh_xml = edxml::document_to_edxml(&fresh).unwrap();
+    let sent = node.post_xml("/v1/documents", "token-a", &fresh_xml).await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.json());
+    assert_eq!(sent.json()["duplicate"], false);
+    let fresh_id = sent.json()["id"].as_str().unwrap().to_owned();
+    assert_ne!(fresh_id, id);
+    node.wait_inbox("token-b", B, &fresh_id, "document").await;
+    let opened = node
+        .get(&format!("/v1/documents/{fresh_id}?tenant={B}"), "token-b")
+        .await
+        .json();
+    assert_eq!(opened["header"]["subject"], "Gửi bằng edXML");
+    let back = node
+        .get(
+            &format!("/v1/documents/{fresh_id}/edxml?tenant={B}"),
+            "token-b",
+        )
+        .await;
+    assert_eq!(edxml::document_from_edxml(&back.body).unwrap(), fresh);
+
+    // Refusals name the element, and store nothing.
+    let envelopes = node.store.scan(Column::Envelopes).unwrap().len();
+    let meta = node.store.scan(Column::Meta).unwrap().len();
+    let replace = |from: &str, to: &str| {
+        let edited = text.replacen(from, to, 1);
+        assert_ne!(edited, text, "{from:?} is in the export");
+        edited.into_bytes()
+    };
+    let subject = "<edXML:Subject>Về việc edXML</edXML:Subject>";
+    // An update is sent with /v1/documents/{id}/update, not as a new document.
+    let mut update = fresh.clone();
+    update.header.document_id = "H41,2026/11/24,79/QĐ-UBND".to_owned();
+    update.header.business = lienthong_protocol::document::BusinessType::Update;
+    update.header.business_ref = Some(edxml::StatusMessage::reference_to(&read.header));
+    let cases: [(Vec<u8>, StatusCode, &str); 6] = [
+        (
+            b"<edXML:edXMLEnvelope".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "body",
+        ),
+        (
+            replace(subject, ""),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "MessageHeader/Subject",
+        ),
+        (
+            replace(
+                &format!("<edXML:OrganId>{B}</edXML:OrganId>"),
+                "<edXML:OrganId>000.00.00.H99</edXML:OrganId>",
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "MessageHeader/To[1]/OrganId",
+        ),
+        (
+            edxml::document_to_edxml(&update).unwrap(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "TraceHeaderList/Bussiness/BussinessDocType",
+        ),
+        (
+            replace(
+                "<edXML:BussinessDocType>0</edXML:BussinessDocType>",
+                "<edXML:BussinessDocType>7</edXML:BussinessDocType>",
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "TraceHeaderList/Bussiness/BussinessDocType",
+        ),
+        (
+            replace(
+                &format!("<edXML:OrganId>{A}</edXML:OrganId>"),
+                &format!("<edXML:OrganId>{C}</edXML:OrganId>"),
+            ),
+            StatusCode::FORBIDDEN,
+            "MessageHeader/From/OrganId",
+        ),
+    ];
+    for (xml, status, field) in cases {
+        let p = node
+            .post_xml("/v1/documents", "token-a", &xml)
+            .await
+            .problem(status, Some(field));
+        assert!(p["detail"].as_str().unwrap().len() > 10, "{p}");
+    }
+    // A new document's edXML on the update route says the wrong thing, too.
+    node.post_xml(&format!("/v1/documents/{id}/update"), "token-a", &fresh_xml)
+        .await
+        .problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("TraceHeaderList/Bussiness/BussinessDocType"),
+        );
+    assert_eq!(node.store.scan(Column::Envelopes).unwrap().len(), envelopes);
+    assert_eq!(node.store.scan(Column::Meta).unwrap().len(), meta);
+
+    // The update itself goes by the update route, naming the earlier document.
+    let updated = node
+        .post_xml(
+            &format!("/v1/documents/{id}/update"),
+            "token-a",
+            &edxml::document_to_edxml(&update).unwrap(),
+        )
+        .await;
+    assert_eq!(updated.status, StatusCode::ACCEPTED, "{}", updated.json());
+    let update_id = updated.json()["id"].as_str().unwrap().to_owned();
+    let entry = node.wait_inbox("token-b", B, &update_id, "update").await;
+    assert_eq!(entry["refers_to"], id.as_str());
+    node.driver.shutdown().await;
+}
+
+/// Statuses in edXML: a recipient's DMS posts 03 and 04 as edXML status messages; the
+/// sender reads each status of its document as an edXML status message naming the document
+/// by its DocumentId, with the reason or assignee it alone can open; refusals name the
+/// element and post nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edxml_statuses_in_and_out() {
+    use lienthong_protocol::document::Organization;
+    use lienthong_protocol::edxml::{self, StaffInfo, StatusMessage};
+    use lienthong_protocol::status::StatusCode as Code;
+    let node = node();
+    let document_id = "H41,2026/11/24,80/QĐ-UBND";
+    let id = node.send(document("Trạng thái edXML", document_id)).await;
+    node.wait_inbox("token-b", B, &id, "document").await;
+    let exported = node
+        .get(&format!("/v1/documents/{id}/edxml?tenant={B}"), "token-b")
+        .await;
+    let header = edxml::document_from_edxml(&exported.body).unwrap().header;
+    let b = Organization {
+        organ_id: agency(B),
+        organ_name: "Sở Nội vụ".to_owned(),
+        organ_address: None,
+        email: None,
+        telephone: None,
+    };
+    let status =
+        |code: Code| StatusMessage::for_document(&header, b.clone(), code, 1_795_000_000_000);
+    let url = format!("/v1/documents/{id}/status");
+    let post = |message: StatusMessage| {
+        let node = &node;
+        let url = url.clone();
+        async move {
+            node.post_xml(&url, "token-b", &edxml::status_to_edxml(&message).unwrap())
+                .await
+        }
+    };
+
+    // Refusals first: nothing is posted.
+    let mut wrong_document = status(Code::Accepted);
+    wrong_document.response_for.document_id = "H41,2026/11/24,81/QĐ-UBND".to_owned();
+    let mut wrong_sender = status(Code::Accepted);
+    wrong_sender.response_for.organ_id = agency(C);
+    let mut not_ours = status(Code::Accepted);
+    not_ours.from.organ_id = agency(C);
+    let cases = [
+        (
+            status(Code::Arrived),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Status/StatusCode",
+        ),
+        (
+            wrong_document,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Status/ResponseFor/DocumentId",
+        ),
+        (
+            wrong_sender,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Status/ResponseFor/OrganId",
+        ),
+        (not_ours, StatusCode::FORBIDDEN, "Status/From/OrganId"),
+    ];
+    for (message, code, field) in cases {
+        post(message).await.problem(code, Some(field));
+    }
+    node.post_xml(&url, "token-b", b"<edXML:edXMLEnvelope")
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY, Some("body"));
+    let trace = node.wait_trace(&id, &["01"]).await;
+    assert_eq!(statuses(&trace["recipients"][0]["history"]), ["01"]);
+
+    // 03, then 04 to a named staff member.
+    let accepted = post(status(Code::Accepted)).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.json());
+    assert_eq!(accepted.json()["code"], "03");
+    let assigned = post(
+        status(Code::Assigned)
+            .with_staff(StaffInfo::person("Trần Văn B", Some("Phòng CCHC".into()))),
+    )
+    .await;
+    assert_eq!(assigned.status, StatusCode::ACCEPTED, "{}", assigned.json());
+    let assigned_id = assigned.json()["id"].as_str().unwrap().to_owned();
+    let trace = node.wait_trace(&id, &["01", "03", "04"]).await;
+    assert_eq!(
+        trace["recipients"][0]["history"][2]["assignee"],
+        "Trần Văn B"
+    );
+
+    // The sender reads the 04 as edXML: its document named by DocumentId, the assignee.
+    node.wait_inbox("token-a", A, &assigned_id, "status").await;
+    let answer = node
+        .get(&format!("/v1/statuses/{assigned_id}/edxml"), "token-a")
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.headers[header::CONTENT_TYPE],
+        "application/xml; charset=utf-8"
+    );
+    let read = edxml::status_from_edxml(&answer.body).unwrap();
+    assert_eq!(read.code, Code::Assigned);
+    assert_eq!(read.from.organ_id, agency(B));
+    assert_eq!(
+        read.to.as_ref().map(|o| o.organ_id.clone()),
+        Some(agency(A))
+    );
+    assert_eq!(read.response_for, StatusMessage::reference_to(&header));
+    assert_eq!(read.detail(), Some("Trần Văn B"));
+    // Its poster reads its 03 too, not its 04: edXML needs the assignee, sealed for the
+    // sender alone.
+    let accepted_id = accepted.json()["id"].as_str().unwrap().to_owned();
+    let by_poster = node
+        .get(
+            &format!("/v1/statuses/{accepted_id}/edxml?tenant={B}"),
+            "token-b",
+        )
+        .await;
+    assert_eq!(by_poster.status, StatusCode::OK, "{:?}", by_poster.body);
+    let by_poster = edxml::status_from_edxml(&by_poster.body).unwrap();
+    assert_eq!(by_poster.code, Code::Accepted);
+    assert_eq!(by_poster.response_for, read.response_for);
+    node.get(
+        &format!("/v1/statuses/{assigned_id}/edxml?tenant={B}"),
+        "token-b",
+    )
+    .await
+    .problem(StatusCode::FORBIDDEN, None);
+    // The node's own 01 reads as edXML; a document's id is not a status; unknown is 404.
+    let arrived = node.wait_inbox("token-a", A, &id, "status").await;
+    let arrived = node
+        .get(
+            &format!("/v1/statuses/{}/edxml", arrived["id"].as_str().unwrap()),
+            "token-a",
+        )
+        .await;
+    assert_eq!(
+        edxml::status_from_edxml(&arrived.body).unwrap().code,
+        Code::Arrived
+    );
+    node.get(&format!("/v1/statuses/{id}/edxml"), "token-a")
+        .await
+        .problem(StatusCode::NOT_FOUND, None);
+    node.get(&format!("/v1/statuses/{}/edxml", unknown_id()), "token-a")
+        .await
+        .problem(StatusCode::NOT_FOUND, None);
     node.driver.shutdown().await;
 }

@@ -656,7 +656,7 @@ impl Sim {
             to,
             routing,
             content: payload,
-            record: None,
+            records: Vec::new(),
         };
         self.feed(n, Event::Submit(submission));
     }

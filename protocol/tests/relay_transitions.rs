@@ -31,8 +31,8 @@ use lienthong_protocol::relay::records::{
 use lienthong_protocol::relay::store::{Batch, Column, StoreOp, StoreView};
 use lienthong_protocol::relay::wire::{Receipt, Wire};
 use lienthong_protocol::relay::{
-    Action, Content, Event, Outcome, Relay, RelayConfig, RelayError, StatusPost, Submission,
-    Tenant, Verdict,
+    Action, Content, Event, MetaRecord, Outcome, Relay, RelayConfig, RelayError, StatusPost,
+    Submission, Tenant, Verdict,
 };
 use lienthong_protocol::roster::{AgencyEntry, AgencyState, CentralNode, Federation, Roster};
 use lienthong_protocol::status::{Stage, StatusCode};
@@ -228,7 +228,7 @@ impl Node {
                 ..Routing::default()
             },
             content,
-            record: None,
+            records: Vec::new(),
         };
         self.handle(Event::Submit(submission), now)
     }
@@ -819,7 +819,16 @@ fn a_submissions_record_is_written_in_the_envelopes_batch_and_lost_with_it() {
             manifest: request.to_be_bytes().to_vec(),
             chunk: vec![0xC0; 16],
         }),
-        record: Some((key.to_vec(), b"fingerprint".to_vec())),
+        records: vec![
+            MetaRecord::IdUnder {
+                key: key.to_vec(),
+                suffix: b"fingerprint".to_vec(),
+            },
+            MetaRecord::ValueFor {
+                prefix: b"sent/".to_vec(),
+                value: key.to_vec(),
+            },
+        ],
     };
     let acts = a.handle(Event::Submit(submission(1, b"api/k-1")), T0);
     assert_actions(&acts, &["persist"]);
@@ -831,8 +840,14 @@ fn a_submissions_record_is_written_in_the_envelopes_batch_and_lost_with_it() {
     value.extend_from_slice(b"fingerprint");
     assert_eq!(
         puts(batch, Column::Meta),
-        vec![(b"api/k-1".to_vec(), value.clone())],
-        "the record rides in the envelope's own batch"
+        vec![
+            (b"api/k-1".to_vec(), value.clone()),
+            (
+                [b"sent/".as_slice(), env.id().as_bytes()].concat(),
+                b"api/k-1".to_vec()
+            ),
+        ],
+        "the records ride in the envelope's own batch"
     );
     // A crash before the batch is durable loses the envelope and the record together.
     let mut a = a.restart(T0 + 1);
@@ -848,7 +863,12 @@ fn a_submissions_record_is_written_in_the_envelopes_batch_and_lost_with_it() {
     value.extend_from_slice(b"fingerprint");
     assert!(a.envelope(&id).is_some());
     assert_eq!(a.store.get(Column::Meta, b"api/k-2"), Some(value));
-    assert_eq!(a.store.count(Column::Meta), 1);
+    assert_eq!(
+        a.store
+            .get(Column::Meta, &[b"sent/".as_slice(), id.as_bytes()].concat()),
+        Some(b"api/k-2".to_vec())
+    );
+    assert_eq!(a.store.count(Column::Meta), 2);
     // A refused submission writes nothing.
     let mut refused = submission(3, b"api/k-3");
     refused.to = vec![x()];
@@ -876,7 +896,7 @@ fn submissions_that_cannot_be_sent_are_refused_at_once() {
         to: vec![h()],
         routing: Routing::default(),
         content: Content::None,
-        record: None,
+        records: Vec::new(),
     };
     let err = completed_err(&a.handle(Event::Submit(status), T0));
     assert_eq!(

@@ -20,11 +20,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lienthong_protocol::agency::AgencyId;
 use lienthong_protocol::content_id::ContentId;
+use lienthong_protocol::document::{BusinessType, Organization, Reference};
+use lienthong_protocol::edxml::{self, EdxmlError, StaffInfo, StatusMessage};
 use lienthong_protocol::envelope::{Kind, Routing};
 use lienthong_protocol::relay::StatusPost;
 use lienthong_protocol::relay::records::{self, StatusRecord, id_agency_key};
 use lienthong_protocol::relay::store::Column;
-use lienthong_protocol::relay::{Content, RelayError};
+use lienthong_protocol::relay::{Content, MetaRecord, RelayError};
 use lienthong_protocol::status::{DetailError, Stage, StatusCode as Code, StatusDetail};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -36,9 +38,10 @@ use super::dto::{
     AttachmentInfo, BusinessJson, DocumentResponse, HeaderJson, RecallRequest, RecipientTrace,
     SendRequest, SendResponse, StatusRequest, StatusResponse, TraceEntry, TraceResponse, rfc3339,
 };
-use super::extract::{JsonBody, PathParams, QueryParams};
+use super::extract::{JsonBody, JsonOrEdxml, PathParams, QueryParams};
 use super::open::Party;
 use super::problem::Problem;
+use crate::send::SendPath;
 
 /// Longest idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -131,51 +134,150 @@ fn idempotency_key(
     Ok(key)
 }
 
+const ACT_ON_ROUTES: &str =
+    "use /v1/documents/{id}/revoke, /update or /replace to act on an earlier document";
+
+/// The form a send arrived in: errors name the field as that form spells it.
+#[derive(Debug, Clone, Copy)]
+enum SendForm {
+    Json,
+    Edxml,
+}
+
+impl SendForm {
+    fn of<T>(body: &JsonOrEdxml<T>) -> Self {
+        match body {
+            JsonOrEdxml::Json(_) => Self::Json,
+            JsonOrEdxml::Edxml(_) => Self::Edxml,
+        }
+    }
+
+    fn sender_field(self) -> &'static str {
+        match self {
+            Self::Json => "header.from.organ_id",
+            Self::Edxml => "MessageHeader/From/OrganId",
+        }
+    }
+
+    fn business_field(self) -> &'static str {
+        match self {
+            Self::Json => "header.business",
+            Self::Edxml => "TraceHeaderList/Bussiness/BussinessDocType",
+        }
+    }
+
+    fn to_field(self, i: usize) -> String {
+        match self {
+            Self::Json => format!("header.to[{i}].organ_id"),
+            Self::Edxml => format!("MessageHeader/To[{}]/OrganId", i + 1),
+        }
+    }
+}
+
+/// An edXML input refused: 422 naming the element (the body, for XML that is not
+/// well-formed).
+pub(crate) fn edxml_problem(e: EdxmlError) -> Problem {
+    let field = e.path().unwrap_or("body").to_owned();
+    Problem::invalid(field, e.to_string())
+}
+
+/// Checks that `caller` may send as `from` and, for a revoke, update or replace, that
+/// `from` sent the earlier document.
+async fn authorize(
+    state: &ApiState,
+    caller: &Caller,
+    from: &AgencyId,
+    refers_to: Option<ContentId>,
+    form: SendForm,
+) -> Result<(), Problem> {
+    caller
+        .may_act_for(from)
+        .map_err(|p| p.field(form.sender_field()))?;
+    let Some(earlier) = refers_to else {
+        return Ok(());
+    };
+    let tenant = from.clone();
+    let (_, party) = state
+        .blocking(move |s| s.document_envelope(&earlier, &tenant))
+        .await?;
+    if party != Party::Sender {
+        return Err(Problem::forbidden(format!(
+            "only the sender of {earlier} may revoke, update or replace it"
+        )));
+    }
+    Ok(())
+}
+
 /// Validates, seals and submits a document of `kind` (acting on `refers_to` for revoke,
-/// update and replace); answers once it is durable.
+/// update and replace, which only that document's sender may do); answers once it is
+/// durable. The body is JSON or an edXML envelope: both become the same document, so
+/// a retry in either form is the same request.
 async fn send(
     state: ApiState,
     caller: Caller,
     headers: HeaderMap,
-    mut request: SendRequest,
+    body: JsonOrEdxml<SendRequest>,
     kind: Kind,
     refers_to: Option<ContentId>,
 ) -> Result<(StatusCode, Json<SendResponse>), Problem> {
     let started = std::time::Instant::now();
-    let from = request.header.from.organ_id.clone();
-    caller
-        .may_act_for(&from)
-        .map_err(|p| p.field("header.from.organ_id"))?;
-    if !state.hosts(&from) {
-        return Err(
-            Problem::forbidden(format!("agency {from} is not hosted on this node"))
-                .field("header.from.organ_id"),
-        );
-    }
     let business = match kind {
-        Kind::Revoke => BusinessJson::Revoke,
-        Kind::Update => BusinessJson::Update,
-        Kind::Replace => BusinessJson::Replace,
-        _ => BusinessJson::New,
+        Kind::Revoke => BusinessType::Revoke,
+        Kind::Update => BusinessType::Update,
+        Kind::Replace => BusinessType::Replace,
+        _ => BusinessType::New,
     };
-    if request.header.business != BusinessJson::New && request.header.business != business {
-        return Err(Problem::invalid(
-            "header.business",
-            "use /v1/documents/{id}/revoke, /update or /replace to act on an earlier document",
-        ));
+    let form = SendForm::of(&body);
+    if let JsonOrEdxml::Json(request) = &body {
+        // The sender is known before decoding: refuse what it may not do at once.
+        authorize(
+            &state,
+            &caller,
+            &request.header.from.organ_id,
+            refers_to,
+            form,
+        )
+        .await?;
     }
-    request.header.business = business;
-    // Decoding base64, validating, encoding and hashing up to tens of MiB is CPU work: off
-    // the async workers.
+    // Decoding base64 or XML, validating, encoding and hashing up to tens of MiB is CPU
+    // work: off the async workers.
     let roster = state.roster();
-    let tenant = from.clone();
     let (document, to, plaintext, fingerprint) = state
         .blocking(move |_| {
-            let document = request.into_document()?;
+            let document = match body {
+                // JSON: `business` may be left `new`; the route sets it.
+                JsonOrEdxml::Json(mut request) => {
+                    if request.header.business != BusinessJson::New
+                        && request.header.business != BusinessJson::from(business)
+                    {
+                        return Err(Problem::invalid(form.business_field(), ACT_ON_ROUTES));
+                    }
+                    request.header.business = business.into();
+                    request.into_document()?
+                }
+                // edXML: the envelope says what it is (with the reference types 1–3 need),
+                // and must say what the route does.
+                JsonOrEdxml::Edxml(xml) => {
+                    let document = edxml::document_from_edxml(&xml).map_err(edxml_problem)?;
+                    if document.header.business != business {
+                        let detail = match business {
+                            BusinessType::New => ACT_ON_ROUTES.to_owned(),
+                            other => format!(
+                                "this route takes business type {} ({})",
+                                other.code(),
+                                kind_name(kind)
+                            ),
+                        };
+                        return Err(Problem::invalid(form.business_field(), detail));
+                    }
+                    document
+                }
+            };
+            let tenant = &document.header.from.organ_id;
             let mut to = Vec::with_capacity(document.header.to.len());
             for (i, org) in document.header.to.iter().enumerate() {
-                let field = || format!("header.to[{i}].organ_id");
-                if org.organ_id == tenant {
+                let field = || form.to_field(i);
+                if &org.organ_id == tenant {
                     return Err(Problem::invalid(field(), "an agency cannot send to itself"));
                 }
                 roster
@@ -195,6 +297,16 @@ async fn send(
             Ok((document, to, plaintext, fingerprint))
         })
         .await?;
+    let from = document.header.from.organ_id.clone();
+    if let SendForm::Edxml = form {
+        authorize(&state, &caller, &from, refers_to, form).await?;
+    }
+    if !state.hosts(&from) {
+        return Err(
+            Problem::forbidden(format!("agency {from} is not hosted on this node"))
+                .field(form.sender_field()),
+        );
+    }
     let key = idempotency_key(&headers, &from, &document.header.document_id)?;
     let key_field = if headers.contains_key("idempotency-key") {
         "idempotency-key"
@@ -248,19 +360,19 @@ async fn send(
         refers_to,
         status: None,
     };
-    // The idempotency record (content id ‖ fingerprint) is written in the envelope's own
-    // batch: a retry after a crash finds both or neither.
+    // The idempotency record (content id ‖ fingerprint) and the document's reference are
+    // written in the envelope's own batch: a retry after a crash finds all or nothing.
+    let records = vec![
+        MetaRecord::IdUnder {
+            key,
+            suffix: fingerprint.to_vec(),
+        },
+        SendPath::sent_record(&document)?,
+    ];
     let id = state
         .inner
         .send
-        .send_recorded(
-            &from,
-            kind,
-            to,
-            routing,
-            &plaintext,
-            Some((key, fingerprint.to_vec())),
-        )
+        .send_recorded(&from, kind, to, routing, &plaintext, records)
         .await?;
     state
         .inner
@@ -281,13 +393,14 @@ async fn send(
 /// The sender is `header.from.organ_id`, a tenant the token acts for. Answers 202 once the
 /// signed, sealed envelope is durable in this node's outbox; delivery follows. A retry with
 /// the same `Idempotency-Key` (or, without one, the same `header.document_id`) answers the
-/// first content id with `duplicate: true`. edXML (`application/xml`) bodies are answered
-/// 415 until the edXML import lands.
+/// first content id with `duplicate: true`. The body may also be an edXML envelope
+/// (`application/xml` or `text/xml`, QCVN 102:2016, attachments in `AttachmentEncoded`): an
+/// element that is missing or invalid is a 422 naming its path.
 #[utoipa::path(
     post,
     path = "/v1/documents",
     tag = "documents",
-    request_body(content = SendRequest, content_type = "application/json"),
+    request_body(description = "JSON, or an edXML (QCVN 102:2016) envelope", content((SendRequest = "application/json"), (String = "application/xml"))),
     params(("Idempotency-Key" = Option<String>, Header,
         description = "Client key making retries safe (1–255 visible ASCII characters)")),
     responses(
@@ -297,8 +410,8 @@ async fn send(
         (status = 403, description = "The token does not act for the sender", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Idempotency key in use or reused", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Neither JSON nor edXML", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field or edXML element is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many requests in progress", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The node cannot accept it now", body = Problem, content_type = "application/problem+json"),
     )
@@ -307,9 +420,9 @@ pub async fn send_document(
     State(state): State<ApiState>,
     caller: Caller,
     headers: HeaderMap,
-    JsonBody(request): JsonBody<SendRequest>,
+    body: JsonOrEdxml<SendRequest>,
 ) -> Result<(StatusCode, Json<SendResponse>), Problem> {
-    send(state, caller, headers, request, Kind::Document, None).await
+    send(state, caller, headers, body, Kind::Document, None).await
 }
 
 /// The answers of `/update`, `/replace` and `/revoke`, listed once for the three (OpenAPI
@@ -357,13 +470,13 @@ enum ActOnResponses {
     TooLarge(Problem),
     #[response(
         status = 415,
-        description = "Not application/json",
+        description = "Neither JSON nor edXML",
         content_type = "application/problem+json"
     )]
     UnsupportedMediaType(Problem),
     #[response(
         status = 422,
-        description = "A field is invalid",
+        description = "A field or edXML element is invalid",
         content_type = "application/problem+json"
     )]
     Invalid(Problem),
@@ -380,24 +493,11 @@ async fn act_on(
     caller: Caller,
     headers: HeaderMap,
     id: &str,
-    request: SendRequest,
+    body: JsonOrEdxml<SendRequest>,
     kind: Kind,
 ) -> Result<(StatusCode, Json<SendResponse>), Problem> {
     let earlier = content_id(id)?;
-    let from = request.header.from.organ_id.clone();
-    caller
-        .may_act_for(&from)
-        .map_err(|p| p.field("header.from.organ_id"))?;
-    let tenant = from.clone();
-    let (_, party) = state
-        .blocking(move |s| s.document_envelope(&earlier, &tenant))
-        .await?;
-    if party != Party::Sender {
-        return Err(Problem::forbidden(format!(
-            "only the sender of {earlier} may revoke, update or replace it"
-        )));
-    }
-    send(state, caller, headers, request, kind, Some(earlier)).await
+    send(state, caller, headers, body, kind, Some(earlier)).await
 }
 
 /// Update an earlier document.
@@ -409,7 +509,7 @@ async fn act_on(
     post,
     path = "/v1/documents/{id}/update",
     tag = "documents",
-    request_body(content = SendRequest, content_type = "application/json"),
+    request_body(description = "JSON, or an edXML (QCVN 102:2016) envelope", content((SendRequest = "application/json"), (String = "application/xml"))),
     params(("id" = String, Path, description = "Content id of the earlier document"),
         ("Idempotency-Key" = Option<String>, Header, description = "Client key making retries safe")),
     responses(ActOnResponses)
@@ -419,9 +519,9 @@ pub async fn update_document(
     caller: Caller,
     PathParams(path): PathParams<IdPath>,
     headers: HeaderMap,
-    JsonBody(request): JsonBody<SendRequest>,
+    body: JsonOrEdxml<SendRequest>,
 ) -> Result<(StatusCode, Json<SendResponse>), Problem> {
-    act_on(state, caller, headers, &path.id, request, Kind::Update).await
+    act_on(state, caller, headers, &path.id, body, Kind::Update).await
 }
 
 /// Replace an earlier document.
@@ -431,7 +531,7 @@ pub async fn update_document(
     post,
     path = "/v1/documents/{id}/replace",
     tag = "documents",
-    request_body(content = SendRequest, content_type = "application/json"),
+    request_body(description = "JSON, or an edXML (QCVN 102:2016) envelope", content((SendRequest = "application/json"), (String = "application/xml"))),
     params(("id" = String, Path, description = "Content id of the earlier document"),
         ("Idempotency-Key" = Option<String>, Header, description = "Client key making retries safe")),
     responses(ActOnResponses)
@@ -441,9 +541,9 @@ pub async fn replace_document(
     caller: Caller,
     PathParams(path): PathParams<IdPath>,
     headers: HeaderMap,
-    JsonBody(request): JsonBody<SendRequest>,
+    body: JsonOrEdxml<SendRequest>,
 ) -> Result<(StatusCode, Json<SendResponse>), Problem> {
-    act_on(state, caller, headers, &path.id, request, Kind::Replace).await
+    act_on(state, caller, headers, &path.id, body, Kind::Replace).await
 }
 
 /// Revoke an earlier document.
@@ -453,7 +553,7 @@ pub async fn replace_document(
     post,
     path = "/v1/documents/{id}/revoke",
     tag = "documents",
-    request_body(content = SendRequest, content_type = "application/json"),
+    request_body(description = "JSON, or an edXML (QCVN 102:2016) envelope", content((SendRequest = "application/json"), (String = "application/xml"))),
     params(("id" = String, Path, description = "Content id of the earlier document"),
         ("Idempotency-Key" = Option<String>, Header, description = "Client key making retries safe")),
     responses(ActOnResponses)
@@ -463,9 +563,9 @@ pub async fn revoke_document(
     caller: Caller,
     PathParams(path): PathParams<IdPath>,
     headers: HeaderMap,
-    JsonBody(request): JsonBody<SendRequest>,
+    body: JsonOrEdxml<SendRequest>,
 ) -> Result<(StatusCode, Json<SendResponse>), Problem> {
-    act_on(state, caller, headers, &path.id, request, Kind::Revoke).await
+    act_on(state, caller, headers, &path.id, body, Kind::Revoke).await
 }
 
 fn document_response(
@@ -619,6 +719,161 @@ pub async fn get_attachment(
     Ok(response)
 }
 
+/// A received document as edXML.
+///
+/// The whole document (header, attachments base64-encoded) as an edXML envelope
+/// (QCVN 102:2016, `edXML:` prefixed, as the national hub's SDK writes it), for a DMS that
+/// imports edXML.
+#[utoipa::path(
+    get,
+    path = "/v1/documents/{id}/edxml",
+    tag = "documents",
+    params(("id" = String, Path, description = "Content id"), TenantQuery),
+    responses(
+        (status = 200, description = "The edXML envelope", body = String, content_type = "application/xml"),
+        (status = 400, description = "Malformed id or tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not for this token, or sealed for others", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such document for this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Payload still being fetched", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_edxml(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathParams(path): PathParams<IdPath>,
+    QueryParams(query): QueryParams<TenantQuery>,
+) -> Result<Response, Problem> {
+    let tenant = caller.tenant(query.tenant.as_deref())?;
+    let id = content_id(&path.id)?;
+    let xml = state
+        .blocking(move |s| {
+            let (_, document) = s.open_document(&id, &tenant)?;
+            edxml::document_to_edxml(&document).map_err(|e| {
+                Problem::internal(format!("document {id} cannot be written as edXML: {e}"))
+            })
+        })
+        .await?;
+    Ok(xml_response(xml))
+}
+
+/// An `application/xml` answer.
+fn xml_response(xml: Vec<u8>) -> Response {
+    let len = xml.len();
+    let mut response = Body::from(xml).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml; charset=utf-8"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    response
+}
+
+/// A status as edXML.
+///
+/// A status envelope (its id as listed in the inbox or the trace) as an edXML status
+/// message, for its poster or its recipients: `ResponseFor` names the document by its
+/// DocumentId, code and date; `Description` (the reason) and `StaffInfo` (the assignee)
+/// are filled in for a recipient, which alone can open them (so a 02, 04, 13 or 16 is a
+/// 403 for its poster: edXML requires the detail).
+#[utoipa::path(
+    get,
+    path = "/v1/statuses/{id}/edxml",
+    tag = "documents",
+    params(("id" = String, Path, description = "Content id of the status envelope"), TenantQuery),
+    responses(
+        (status = 200, description = "The edXML status message", body = String, content_type = "application/xml"),
+        (status = 400, description = "Malformed id or tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not for this token, or its detail is sealed for others", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such status for this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The document's payload is still being fetched", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_status_edxml(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathParams(path): PathParams<IdPath>,
+    QueryParams(query): QueryParams<TenantQuery>,
+) -> Result<Response, Problem> {
+    let tenant = caller.tenant(query.tenant.as_deref())?;
+    let id = content_id(&path.id)?;
+    let xml = state
+        .blocking(move |s| {
+            let message = s.status_message(&id, &tenant)?;
+            edxml::status_to_edxml(&message).map_err(|e| {
+                Problem::internal(format!("status {id} cannot be written as edXML: {e}"))
+            })
+        })
+        .await?;
+    Ok(xml_response(xml))
+}
+
+impl ApiState {
+    /// The status envelope `id` as an edXML status message for `tenant`, its poster or a
+    /// recipient (404 otherwise). Blocking.
+    fn status_message(&self, id: &ContentId, tenant: &AgencyId) -> Result<StatusMessage, Problem> {
+        let not_found = || Problem::not_found(format!("no status {id} for agency {tenant}"));
+        let env = self.envelope(id)?.ok_or_else(not_found)?;
+        let body = env.body();
+        if body.kind != Kind::Status || (&body.from != tenant && !body.to.contains(tenant)) {
+            return Err(not_found());
+        }
+        let corrupt = |what: &str| Problem::internal(format!("status {id} has no {what}"));
+        let code = body.routing.status.ok_or_else(|| corrupt("code"))?;
+        let document = body.routing.refers_to.ok_or_else(|| corrupt("document"))?;
+        let (_, party) = self.document_envelope(&document, tenant)?;
+        let response_for = match party {
+            // The sender kept its document's reference when it sent it.
+            Party::Sender => self.inner.send.sent_reference(&document)?.ok_or_else(|| {
+                Problem::not_found(format!(
+                    "document {document} was sent before references were kept"
+                ))
+            })?,
+            Party::Recipient => {
+                let (_, opened) = self.open_document(&document, tenant)?;
+                StatusMessage::reference_to(&opened.header)
+            }
+        };
+        let organization = |agency: &AgencyId| Organization {
+            organ_id: agency.clone(),
+            organ_name: self
+                .roster()
+                .agency(agency)
+                .map(|a| a.name.clone())
+                .unwrap_or_else(|| agency.to_string()),
+            organ_address: None,
+            email: None,
+            telephone: None,
+        };
+        let mut message = StatusMessage::new(
+            organization(&body.from),
+            response_for,
+            code,
+            body.created_ms,
+        );
+        if let Some(to) = body.to.first() {
+            message = message.with_to(organization(to));
+        }
+        if let Some(detail) = self.status_detail(id, tenant) {
+            if let Some(reason) = detail.reason {
+                message = message.with_description(reason);
+            }
+            if let Some(assignee) = detail.assignee {
+                message = message.with_staff(StaffInfo::person(assignee, None));
+            }
+        } else if code.needs_detail() {
+            // edXML requires the reason or assignee, which is sealed for the recipients.
+            return Err(Problem::forbidden(format!(
+                "status {id} ({code}) carries a detail sealed for its recipients; only they \
+                 can read it as edXML"
+            )));
+        }
+        Ok(message)
+    }
+}
+
 /// RFC 5987 percent-encoding of a file name.
 fn percent_encode(name: &str) -> String {
     name.bytes()
@@ -653,6 +908,91 @@ async fn seal_detail(
     Ok(state.inner.send.seal(tenant, to, &bytes).await?)
 }
 
+/// A status to post, read from JSON or from an edXML status message.
+struct PostedStatus {
+    tenant: AgencyId,
+    code: Code,
+    detail: StatusDetail,
+    /// The edXML `ResponseFor` (JSON names the document by the path alone).
+    response_for: Option<Reference>,
+    /// The field that names the code, as the form spells it.
+    code_field: &'static str,
+}
+
+impl PostedStatus {
+    fn json(
+        caller: &Caller,
+        tenant: Option<&str>,
+        request: StatusRequest,
+    ) -> Result<Self, Problem> {
+        Ok(Self {
+            tenant: caller.tenant(tenant)?,
+            code: Code::parse(&request.code)
+                .map_err(|e| Problem::invalid("code", e.to_string()))?,
+            detail: StatusDetail {
+                reason: request.reason,
+                assignee: request.assignee,
+            },
+            response_for: None,
+            code_field: "code",
+        })
+    }
+
+    /// The poster is `Status/From`; the reason is the description, the assignee (04) the
+    /// staff member named (else the description).
+    fn edxml(caller: &Caller, message: StatusMessage) -> Result<Self, Problem> {
+        caller
+            .may_act_for(&message.from.organ_id)
+            .map_err(|p| p.field("Status/From/OrganId"))?;
+        let detail = if message.code == Code::Assigned {
+            StatusDetail {
+                reason: None,
+                assignee: message.detail().map(str::to_owned),
+            }
+        } else {
+            StatusDetail {
+                reason: message.description.clone(),
+                assignee: None,
+            }
+        };
+        Ok(Self {
+            tenant: message.from.organ_id,
+            code: message.code,
+            detail,
+            response_for: Some(message.response_for),
+            code_field: "Status/StatusCode",
+        })
+    }
+}
+
+/// Checks an edXML `ResponseFor` against the document it is posted to (422 naming the
+/// element otherwise).
+fn check_response_for(
+    reference: &Reference,
+    sender: &AgencyId,
+    document_id: &str,
+) -> Result<(), Problem> {
+    if &reference.organ_id != sender {
+        return Err(Problem::invalid(
+            "Status/ResponseFor/OrganId",
+            format!(
+                "{} did not send this document; {sender} did",
+                reference.organ_id
+            ),
+        ));
+    }
+    if reference.document_id != document_id {
+        return Err(Problem::invalid(
+            "Status/ResponseFor/DocumentId",
+            format!(
+                "{:?} is not this document's DocumentId ({document_id:?})",
+                reference.document_id
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Post a processing status.
 ///
 /// A recipient moves the document forward: 02 rejected (with `reason`), 03 accepted, 04
@@ -660,11 +1000,15 @@ async fn seal_detail(
 /// or update request (13) with 15 agreed or 16 refused (with `reason`). The node sent 01
 /// itself on arrival. Transitions are checked: one that may not follow the current status is
 /// a 409 saying why. Reasons and assignees travel sealed for the sender.
+///
+/// The body may also be an edXML status message (`application/xml`): `Status/From` is the
+/// poster, `StatusCode` the code, `Description` the reason and `StaffInfo/Staff` the
+/// assignee; its `ResponseFor` must name this document.
 #[utoipa::path(
     post,
     path = "/v1/documents/{id}/status",
     tag = "documents",
-    request_body(content = StatusRequest, content_type = "application/json"),
+    request_body(description = "JSON, or an edXML (QCVN 102:2016) status message", content((StatusRequest = "application/json"), (String = "application/xml"))),
     params(("id" = String, Path, description = "Content id of the received document"), TenantQuery),
     responses(
         (status = 202, description = "Durable, on its way to the sender", body = StatusResponse),
@@ -684,30 +1028,42 @@ pub async fn post_status(
     caller: Caller,
     PathParams(path): PathParams<IdPath>,
     QueryParams(query): QueryParams<TenantQuery>,
-    JsonBody(request): JsonBody<StatusRequest>,
+    body: JsonOrEdxml<StatusRequest>,
 ) -> Result<(StatusCode, Json<StatusResponse>), Problem> {
-    let tenant = caller.tenant(query.tenant.as_deref())?;
     let id = content_id(&path.id)?;
-    let code = Code::parse(&request.code).map_err(|e| Problem::invalid("code", e.to_string()))?;
+    let posted = match body {
+        JsonOrEdxml::Json(request) => {
+            PostedStatus::json(&caller, query.tenant.as_deref(), request)?
+        }
+        JsonOrEdxml::Edxml(xml) => {
+            let message = state
+                .blocking(move |_| edxml::status_from_edxml(&xml).map_err(edxml_problem))
+                .await?;
+            PostedStatus::edxml(&caller, message)?
+        }
+    };
+    let PostedStatus {
+        tenant,
+        code,
+        detail,
+        response_for,
+        code_field,
+    } = posted;
     match code {
         Code::Arrived => {
             return Err(Problem::invalid(
-                "code",
+                code_field,
                 "01 (arrived) is sent by the node itself when the document is stored",
             ));
         }
         Code::RecallRequested => {
             return Err(Problem::invalid(
-                "code",
+                code_field,
                 "13 is the sender's request: use POST /v1/documents/{id}/recall",
             ));
         }
         _ => {}
     }
-    let detail = StatusDetail {
-        reason: request.reason,
-        assignee: request.assignee,
-    };
     detail.validate(code).map_err(detail_problem)?;
     let who = tenant.clone();
     let (env, party) = state
@@ -717,6 +1073,12 @@ pub async fn post_status(
         return Err(Problem::forbidden(format!(
             "status {code} is posted by a recipient of {id}; its sender asks with /recall"
         )));
+    }
+    if let Some(reference) = response_for {
+        // An edXML status names its document: it must be the one in the path.
+        let who = tenant.clone();
+        let (env, document) = state.blocking(move |s| s.open_document(&id, &who)).await?;
+        check_response_for(&reference, &env.body().from, &document.header.document_id)?;
     }
     let sender = env.body().from.clone();
     let content = seal_detail(&state, &tenant, std::slice::from_ref(&sender), &detail).await?;

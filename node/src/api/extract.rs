@@ -1,6 +1,7 @@
-//! Extractors whose every rejection is a [`Problem`]: a JSON body (media type checked,
-//! size checked from `Content-Length` before reading and never buffered past the limit,
-//! errors naming the offending field), path and query parameters.
+//! Extractors whose every rejection is a [`Problem`]: a JSON body, or a body that may be
+//! JSON or edXML (media type checked, size checked from `Content-Length` before reading and
+//! never buffered past the limit, errors naming the offending field), path and query
+//! parameters.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -31,9 +32,9 @@ pub async fn read_body(request: Request, limit: usize) -> Result<Bytes, Problem>
         .map_err(|_| Problem::too_large(limit))
 }
 
-/// Checks that the request's media type is `application/json` (parameters allowed).
-pub fn require_json(request: &Request) -> Result<(), Problem> {
-    let media = request
+/// The request's media type, lowercased, without parameters (`application/json`).
+fn media_type(request: &Request) -> Option<String> {
+    request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -43,8 +44,12 @@ pub fn require_json(request: &Request) -> Result<(), Problem> {
                 .unwrap_or("")
                 .trim()
                 .to_ascii_lowercase()
-        });
-    match media.as_deref() {
+        })
+}
+
+/// Checks that the request's media type is `application/json` (parameters allowed).
+pub fn require_json(request: &Request) -> Result<(), Problem> {
+    match media_type(request).as_deref() {
         Some("application/json") => Ok(()),
         Some(other) => Err(Problem::unsupported_media_type(format!(
             "expected `application/json`, got `{other}`"
@@ -52,6 +57,42 @@ pub fn require_json(request: &Request) -> Result<(), Problem> {
         None => Err(Problem::unsupported_media_type(
             "expected `Content-Type: application/json`",
         )),
+    }
+}
+
+/// Media types read as edXML.
+pub const EDXML_MEDIA_TYPES: [&str; 2] = ["application/xml", "text/xml"];
+
+/// A body that is either JSON (`application/json`) or an edXML (QCVN 102:2016) message
+/// (`application/xml` or `text/xml`), read within the body limit; any other media type is a
+/// 415 naming both. The edXML bytes are parsed by the handler, off the async workers.
+#[derive(Debug)]
+pub enum JsonOrEdxml<T> {
+    Json(T),
+    Edxml(Bytes),
+}
+
+impl<T: DeserializeOwned> FromRequest<ApiState> for JsonOrEdxml<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &ApiState) -> Result<Self, Problem> {
+        let media = media_type(&request);
+        let limit = state.inner.config.max_body_bytes;
+        match media.as_deref() {
+            Some("application/json") => {
+                let bytes = read_body(request, limit).await?;
+                parse_json(&bytes).map(JsonOrEdxml::Json)
+            }
+            Some(m) if EDXML_MEDIA_TYPES.contains(&m) => {
+                read_body(request, limit).await.map(JsonOrEdxml::Edxml)
+            }
+            Some(other) => Err(Problem::unsupported_media_type(format!(
+                "expected `application/json` or edXML as `application/xml`, got `{other}`"
+            ))),
+            None => Err(Problem::unsupported_media_type(
+                "expected `Content-Type: application/json` or `application/xml` (edXML)",
+            )),
+        }
     }
 }
 

@@ -236,6 +236,8 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(documents::send_document))
         .routes(routes!(documents::get_document))
         .routes(routes!(documents::get_header))
+        .routes(routes!(documents::get_edxml))
+        .routes(routes!(documents::get_status_edxml))
         .routes(routes!(documents::get_attachment))
         .routes(routes!(documents::post_status))
         .routes(routes!(documents::get_trace))

@@ -28,7 +28,8 @@ const MAX_ANSWER: usize = 96 * 1024 * 1024;
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum ClientCommand {
     /// Send a document: a JSON file in the API's send shape (header and base64
-    /// attachments); `-` reads standard input.
+    /// attachments), or an edXML envelope (QCVN 102:2016; a file starting with `<`); `-`
+    /// reads standard input.
     Send {
         file: PathBuf,
         /// Makes a retried send answer the first content id.
@@ -60,6 +61,9 @@ pub enum ClientCommand {
         /// Where to save the attachment (default: its own name, in the current directory).
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Print the whole document as edXML (QCVN 102:2016), or save it with `--output`.
+        #[arg(long, conflicts_with_all = ["attachment", "json"])]
+        edxml: bool,
         #[arg(long)]
         json: bool,
     },
@@ -192,13 +196,17 @@ impl Client {
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.token)
             .query(query);
+        let typed = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
         for (name, value) in headers {
             request = request.header(*name, value);
         }
         if let Some(body) = body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body);
+            if !typed {
+                request = request.header(reqwest::header::CONTENT_TYPE, "application/json");
+            }
+            request = request.body(body);
         }
         let unreachable = |e: reqwest::Error| {
             Failure(
@@ -271,12 +279,22 @@ impl Client {
                 json,
             } => {
                 let body = read_input(&file)?;
-                serde_json::from_slice::<Value>(&body)
-                    .map_err(|e| usage(format!("{}: not JSON: {e}", file.display())))?;
-                let headers: Vec<(&str, String)> = idempotency_key
+                let is_edxml = body
+                    .iter()
+                    .find(|b| !b.is_ascii_whitespace())
+                    .is_some_and(|b| *b == b'<');
+                if !is_edxml {
+                    serde_json::from_slice::<Value>(&body).map_err(|e| {
+                        usage(format!("{}: neither JSON nor edXML: {e}", file.display()))
+                    })?;
+                }
+                let mut headers: Vec<(&str, String)> = idempotency_key
                     .into_iter()
                     .map(|k| ("idempotency-key", k))
                     .collect();
+                if is_edxml {
+                    headers.push(("content-type", "application/xml".to_owned()));
+                }
                 let (_, bytes) = self
                     .call(Method::POST, "/v1/documents", &[], Some(body), &headers)
                     .await?;
@@ -368,6 +386,34 @@ impl Client {
                     out,
                     format!("saved {} bytes to {}", bytes.len(), path.display()),
                 );
+            }
+            ClientCommand::Show {
+                id,
+                tenant: t,
+                edxml: true,
+                output,
+                ..
+            } => {
+                let (_, bytes) = self
+                    .call(
+                        Method::GET,
+                        &format!("/v1/documents/{id}/edxml"),
+                        &tenant(&t),
+                        None,
+                        &[],
+                    )
+                    .await?;
+                match output {
+                    Some(path) => {
+                        std::fs::write(&path, &bytes)
+                            .map_err(|e| usage(format!("cannot write {}: {e}", path.display())))?;
+                        line(
+                            out,
+                            format!("saved {} bytes of edXML to {}", bytes.len(), path.display()),
+                        );
+                    }
+                    None => out.extend_from_slice(&bytes),
+                }
             }
             ClientCommand::Show {
                 id,

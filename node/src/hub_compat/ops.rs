@@ -21,7 +21,7 @@ use lienthong_protocol::edxml::{
 use lienthong_protocol::envelope::{Kind, Routing, SignedEnvelope};
 use lienthong_protocol::relay::records::{self, StatusRecord};
 use lienthong_protocol::relay::store::Column;
-use lienthong_protocol::relay::{Content, RelayError, StatusPost};
+use lienthong_protocol::relay::{Content, MetaRecord, RelayError, StatusPost};
 use lienthong_protocol::roster::AgencyState;
 use lienthong_protocol::status::{StatusCode, StatusDetail};
 use serde_json::{Map, Value, json};
@@ -37,7 +37,7 @@ use crate::api::ApiState;
 use crate::api::documents::{IDEMPOTENCY_PREFIX, kind_str};
 use crate::api::open::Party;
 use crate::driver::DriverError;
-use crate::send::SendError;
+use crate::send::{SendError, SendPath};
 
 /// Most pending entries counted by `countReceive*`.
 const MAX_COUNT: usize = 100_000;
@@ -328,25 +328,27 @@ impl Call<'_> {
                     refers_to,
                     status: None,
                 };
+                // In the envelope's own batch: the API's idempotency record, the sent
+                // document's reference, and the listener's sent record and index.
+                let mut records = vec![
+                    MetaRecord::IdUnder {
+                        key,
+                        suffix: fingerprint.to_vec(),
+                    },
+                    SendPath::sent_record(&document).map_err(send_error)?,
+                ];
+                records.extend(self.hub.state.sent_records(&tenant, &document)?);
                 let id = api
                     .inner
                     .send
-                    .send_recorded(
-                        &tenant,
-                        kind,
-                        to,
-                        routing,
-                        &plaintext,
-                        Some((key, fingerprint.to_vec())),
-                    )
+                    .send_recorded(&tenant, kind, to, routing, &plaintext, records)
                     .await
                     .map_err(send_error)?;
                 tracing::info!(%tenant, %id, kind = %kind_str(kind), "document sent through the hub listener");
                 id
             }
         };
-        // What getSentEdocList and status edXML need; a crash before this write is
-        // repaired by the DMS's retry (answered from the idempotency record above).
+        // A document first sent through the API has no listener record yet.
         self.hub.state.record_sent(&tenant, id, &document).await?;
         Ok(ok_with("DocId", id.to_string().into()))
     }
@@ -783,15 +785,18 @@ fn status_message(
                 code: Some(sent.notation),
                 promulgation_date: Some(sent.promulgation_date),
             },
-            None => Reference {
-                document_id: document.to_string(),
-                organ_id: if code == StatusCode::RecallRequested {
-                    body.from.clone()
-                } else {
-                    tenant.clone()
+            None => match s.inner.send.sent_reference(&document).ok().flatten() {
+                Some(reference) => reference,
+                None => Reference {
+                    document_id: document.to_string(),
+                    organ_id: if code == StatusCode::RecallRequested {
+                        body.from.clone()
+                    } else {
+                        tenant.clone()
+                    },
+                    code: None,
+                    promulgation_date: None,
                 },
-                code: None,
-                promulgation_date: None,
             },
         },
     };

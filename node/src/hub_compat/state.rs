@@ -22,6 +22,7 @@ use lienthong_protocol::cbor;
 use lienthong_protocol::content_id::ContentId;
 use lienthong_protocol::document::Document;
 use lienthong_protocol::envelope::Kind;
+use lienthong_protocol::relay::MetaRecord;
 use lienthong_protocol::relay::records::{agency_seq_key, split_agency_seq_key};
 use lienthong_protocol::relay::store::Column;
 use serde::{Deserialize, Serialize};
@@ -91,6 +92,18 @@ pub struct Sent {
     /// `YYYY-MM-DD`.
     pub promulgation_date: String,
     pub sent_ms: u64,
+}
+
+fn sent(tenant: &AgencyId, document: &Document, sent_ms: u64) -> Sent {
+    let header = &document.header;
+    Sent {
+        tenant: tenant.clone(),
+        document_id: header.document_id.clone(),
+        subject: header.subject.clone(),
+        notation: format!("{}/{}", header.code.number, header.code.notation),
+        promulgation_date: header.promulgation.date.clone(),
+        sent_ms,
+    }
 }
 
 fn key(parts: &[&[u8]]) -> Vec<u8> {
@@ -309,23 +322,39 @@ impl HubState {
         value.map(|v| content_id(&v)).transpose()
     }
 
-    /// Records a document `tenant` sent as `id` (idempotent).
+    /// The rows recording a document `tenant` is sending, for the envelope's own batch
+    /// ([`MetaRecord`]s: `hub/sent ‖ id` and the `hub/sent-by` index entry).
+    pub fn sent_records(
+        &self,
+        tenant: &AgencyId,
+        document: &Document,
+    ) -> Result<Vec<MetaRecord>, HubError> {
+        let sent_ms = now_ms();
+        let record = sent(tenant, document, sent_ms);
+        let mut by = sent_by_prefix(tenant);
+        by.extend_from_slice(&(u64::MAX - sent_ms).to_be_bytes());
+        Ok(vec![
+            MetaRecord::ValueFor {
+                prefix: key(&[b"sent", b""]),
+                value: encode(&record)?,
+            },
+            MetaRecord::ValueFor {
+                prefix: by,
+                value: Vec::new(),
+            },
+        ])
+    }
+
+    /// Records a document `tenant` sent as `id` (idempotent): for documents first sent
+    /// through the API, whose envelope's batch had no listener rows.
     pub async fn record_sent(
         &self,
         tenant: &AgencyId,
         id: ContentId,
         document: &Document,
     ) -> Result<(), HubError> {
-        let header = &document.header;
         let sent_ms = now_ms();
-        let record = Sent {
-            tenant: tenant.clone(),
-            document_id: header.document_id.clone(),
-            subject: header.subject.clone(),
-            notation: format!("{}/{}", header.code.number, header.code.notation),
-            promulgation_date: header.promulgation.date.clone(),
-            sent_ms,
-        };
+        let record = sent(tenant, document, sent_ms);
         let existing = self.sent(id).await?;
         if existing.is_some() {
             return Ok(());

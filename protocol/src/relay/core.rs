@@ -122,10 +122,31 @@ pub struct Submission {
     pub routing: Routing,
     /// Already sealed by the driver (external payloads already stored in `Payloads`).
     pub content: Content,
-    /// A row `(key, suffix)` to put in [`Column::Meta`] in the envelope's own batch, as
-    /// `key → content id ‖ suffix`: durable exactly when the envelope is (the node's
-    /// idempotency record of a DMS send). The key must lie in a namespace the caller owns.
-    pub record: Option<(Vec<u8>, Vec<u8>)>,
+    /// Rows to put in [`Column::Meta`] in the envelope's own batch, durable exactly when
+    /// the envelope is (the node's idempotency record of a DMS send, its index of what a
+    /// tenant sent). Keys must lie in a namespace the caller owns.
+    pub records: Vec<MetaRecord>,
+}
+
+/// A [`Column::Meta`] row written with a submitted envelope, naming it by content id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaRecord {
+    /// `key → content id ‖ suffix` (e.g. idempotency key → the envelope it sent).
+    IdUnder { key: Vec<u8>, suffix: Vec<u8> },
+    /// `prefix ‖ content id → value` (e.g. facts about the envelope kept beside it).
+    ValueFor { prefix: Vec<u8>, value: Vec<u8> },
+}
+
+impl MetaRecord {
+    /// The row for the envelope `id`.
+    fn row(self, id: &ContentId) -> (Vec<u8>, Vec<u8>) {
+        match self {
+            Self::IdUnder { key, suffix } => (key, [id.as_bytes().as_slice(), &suffix].concat()),
+            Self::ValueFor { prefix, value } => {
+                ([prefix.as_slice(), id.as_bytes()].concat(), value)
+            }
+        }
+    }
 }
 
 /// A tenant's status about a document.
@@ -852,9 +873,8 @@ impl Relay {
         self.room_for(to.len())?;
         let mut work = Work::new();
         let env = self.sign_next(&mut work, &s.from, s.kind, to.clone(), s.routing, s.content)?;
-        if let Some((key, suffix)) = s.record {
-            let mut value = env.id().as_bytes().to_vec();
-            value.extend_from_slice(&suffix);
+        for record in s.records {
+            let (key, value) = record.row(&env.id());
             work.batch.put(Column::Meta, key, value);
         }
         if s.kind.is_document() {

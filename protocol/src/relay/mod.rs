@@ -9,6 +9,6 @@ pub mod store;
 pub mod wire;
 
 pub use self::core::{
-    Action, Content, Event, Outcome, Relay, RelayConfig, RelayError, StatusPost, Submission,
-    Tenant, Verdict, unit_topic,
+    Action, Content, Event, MetaRecord, Outcome, Relay, RelayConfig, RelayError, StatusPost,
+    Submission, Tenant, Verdict, unit_topic,
 };
