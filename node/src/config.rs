@@ -27,6 +27,13 @@
 //! custody_after_ms = 5000
 //! retry_base_ms = 1000
 //! retry_max_ms = 600000
+//!
+//! [hub_compat]                            # optional: the national hub SDK's protocol
+//! listen = "127.0.0.1:8090"
+//! [[hub_compat.systems]]
+//! systemid = "dms-h41"                    # XroadVnpt-systemid of the connected DMS
+//! secret_file = "keys/dms-h41.secret"     # its shared HMAC secret, mode 0600
+//! tenants = ["000.00.00.H41"]             # the hosted agencies it may act for
 //! ```
 //!
 //! Environment overrides: `LIENTHONG_DATA_DIR`, `LIENTHONG_API_LISTEN`, `LIENTHONG_LISTEN`
@@ -85,6 +92,32 @@ pub struct FileConfig {
     pub tenants: Vec<TenantSection>,
     #[serde(default)]
     pub relay: RelaySection,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_compat: Option<HubCompatSection>,
+}
+
+/// `[hub_compat]`: the optional listener that speaks the national hub SDK's protocol
+/// ([`crate::hub_compat`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubCompatSection {
+    /// Its own address and port (not the API's).
+    pub listen: String,
+    /// The connected systems (DMSs).
+    #[serde(default)]
+    pub systems: Vec<HubSystemSection>,
+}
+
+/// One `[[hub_compat.systems]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSystemSection {
+    /// The `XroadVnpt-systemid` the DMS sends.
+    pub systemid: String,
+    /// File holding the shared secret (UTF-8, surrounding whitespace ignored), mode 0600.
+    pub secret_file: PathBuf,
+    /// The hosted agencies this system may act for.
+    pub tenants: Vec<String>,
 }
 
 /// `[network]`.
@@ -209,6 +242,8 @@ pub struct Config {
     pub api_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// Bearer-token hashes per tenant.
     pub tokens: Vec<TenantTokens>,
+    /// The hub-compatible listener, when `[hub_compat]` is configured.
+    pub hub_compat: Option<crate::hub_compat::HubConfig>,
 }
 
 impl Config {
@@ -342,6 +377,11 @@ impl Config {
         })?;
         let mut relay = RelayConfig::new(keypair.public().to_peer_id().to_string());
         file.relay.apply(&mut relay)?;
+        let hub_compat = file
+            .hub_compat
+            .as_ref()
+            .map(|section| hub_compat_config(section, &tenants, &resolve))
+            .transpose()?;
         Ok(Self {
             setup: NodeSetup {
                 data_dir: resolve(&file.data_dir),
@@ -359,6 +399,7 @@ impl Config {
             api_listen,
             api_tls,
             tokens,
+            hub_compat,
         })
     }
 }
@@ -366,22 +407,114 @@ impl Config {
 /// The API's TLS configuration from `cert` and `key` (a private key readable by group or
 /// others is refused, as key files are).
 fn api_tls(cert: &Path, key: &Path) -> Result<std::sync::Arc<rustls::ServerConfig>, ConfigError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(key)
-        .map_err(|source| ConfigError::Read {
-            path: key.to_path_buf(),
-            source,
-        })?
-        .permissions()
-        .mode()
-        & 0o777;
-    if mode & 0o077 != 0 {
+    drop(open_private(key)?);
+    crate::api::tls::server_config(cert, key).map_err(|e| invalid("api.tls_cert", e.to_string()))
+}
+
+/// Longest `systemid`, in bytes.
+const MAX_SYSTEM_ID: usize = 128;
+/// Largest shared-secret file, in bytes.
+const MAX_SECRET_FILE: u64 = 4096;
+
+/// Validates `[hub_compat]`: its address, and each system's id (unique), secret file and
+/// tenants (each hosted here).
+fn hub_compat_config(
+    section: &HubCompatSection,
+    tenants: &[TenantKeys],
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<crate::hub_compat::HubConfig, ConfigError> {
+    let listen: SocketAddr = section.listen.parse().map_err(|_| {
+        invalid(
+            "hub_compat.listen",
+            format!(
+                "is `{}`; expected an address and port such as 127.0.0.1:8090",
+                section.listen
+            ),
+        )
+    })?;
+    if section.systems.is_empty() {
+        return Err(invalid(
+            "hub_compat.systems",
+            "is empty; list each connected DMS with its systemid, secret_file and tenants",
+        ));
+    }
+    let mut systems: Vec<crate::hub_compat::HubSystem> = Vec::with_capacity(section.systems.len());
+    for (i, s) in section.systems.iter().enumerate() {
+        let at = |field: &str| format!("hub_compat.systems[{i}].{field}");
+        if s.systemid.is_empty()
+            || s.systemid.len() > MAX_SYSTEM_ID
+            || !s.systemid.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(invalid(
+                at("systemid"),
+                format!("must be 1 to {MAX_SYSTEM_ID} visible ASCII characters"),
+            ));
+        }
+        if systems.iter().any(|known| known.systemid() == s.systemid) {
+            return Err(invalid(
+                at("systemid"),
+                format!("{} is listed twice", s.systemid),
+            ));
+        }
+        if s.tenants.is_empty() {
+            return Err(invalid(
+                at("tenants"),
+                "is empty; name the hosted agencies this system acts for",
+            ));
+        }
+        let mut ids = Vec::with_capacity(s.tenants.len());
+        for (j, code) in s.tenants.iter().enumerate() {
+            let field = format!("hub_compat.systems[{i}].tenants[{j}]");
+            let id =
+                AgencyId::parse(code).map_err(|e| invalid(&field, format!("is `{code}`: {e}")))?;
+            if !tenants.iter().any(|t| t.id == id) {
+                return Err(invalid(
+                    field,
+                    format!("{id} is not a tenant of this node ([[tenants]])"),
+                ));
+            }
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        let secret = read_secret(&resolve(&s.secret_file))?;
+        systems.push(crate::hub_compat::HubSystem::new(
+            s.systemid.clone(),
+            secret,
+            ids,
+        ));
+    }
+    Ok(crate::hub_compat::HubConfig::new(listen, systems))
+}
+
+/// Reads a shared secret from a file readable by its owner only: its text without
+/// surrounding whitespace, which must not be empty.
+pub fn read_secret(path: &Path) -> Result<zeroize::Zeroizing<String>, ConfigError> {
+    let read_err = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = open_private(path)?;
+    let mut text = zeroize::Zeroizing::new(String::new());
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(file, MAX_SECRET_FILE + 1),
+        &mut text,
+    )
+    .map_err(read_err)?;
+    let problem = if text.len() as u64 > MAX_SECRET_FILE {
+        Some(format!("is larger than {MAX_SECRET_FILE} bytes"))
+    } else if text.trim().is_empty() {
+        Some("is empty; write the shared secret in it".to_owned())
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
         return Err(ConfigError::Key {
-            path: key.to_path_buf(),
-            problem: format!("is readable by others (mode {mode:04o}); run `chmod 600` on it"),
+            path: path.to_path_buf(),
+            problem,
         });
     }
-    crate::api::tls::server_config(cert, key).map_err(|e| invalid("api.tls_cert", e.to_string()))
+    Ok(zeroize::Zeroizing::new(text.trim().to_owned()))
 }
 
 fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
@@ -405,17 +538,7 @@ pub fn read_key(
         path: path.to_path_buf(),
         source,
     };
-    let mut file = std::fs::File::open(path).map_err(read_err)?;
-    {
-        // Checked on the opened file, so the file read is the file checked.
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = file.metadata().map_err(read_err)?.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(key_err(format!(
-                "is readable by others (mode {mode:04o}); run `chmod 600` on it"
-            )));
-        }
-    }
+    let mut file = open_private(path)?;
     let mut text = zeroize::Zeroizing::new(String::new());
     std::io::Read::read_to_string(&mut file, &mut text).map_err(read_err)?;
     let key = KeyFile::parse(&text).map_err(|e| key_err(e.to_string()))?;
@@ -432,6 +555,25 @@ pub fn read_key(
         )));
     }
     Ok(key.secret)
+}
+
+/// Opens a secret file, refusing one readable by group or others (checked on the opened
+/// file, so the file read is the file checked).
+fn open_private(path: &Path) -> Result<std::fs::File, ConfigError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let read_err = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mode = file.metadata().map_err(read_err)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::Key {
+            path: path.to_path_buf(),
+            problem: format!("is readable by others (mode {mode:04o}); run `chmod 600` on it"),
+        });
+    }
+    Ok(file)
 }
 
 /// Writes a key file with mode 0600 (created new: an existing key is never overwritten).
@@ -539,6 +681,7 @@ impl NodeLayout<'_> {
             },
             tenants,
             relay: self.relay.clone(),
+            hub_compat: None,
         };
         let text = toml::to_string_pretty(&file).map_err(std::io::Error::other)?;
         std::fs::write(&config, text)?;
@@ -548,7 +691,7 @@ impl NodeLayout<'_> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
     use std::os::unix::fs::PermissionsExt as _;
 
@@ -574,5 +717,54 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("chmod 600") && err.contains("0644"), "{err}");
+    }
+
+    #[test]
+    fn hub_compat_systems_are_validated_and_their_secrets_kept_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("dms.secret");
+        std::fs::write(&secret, "  s3cret\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let tenants = [TenantKeys {
+            id: AgencyId::parse("000.00.00.H41").unwrap(),
+            signing: SigningKey::from_seed(&[1; 32]),
+            encryption: EncryptionSecret::from_bytes(&[2; 32]),
+        }];
+        let base = dir.path().to_path_buf();
+        let resolve = move |p: &Path| base.join(p);
+        let section = |tenant: &str| HubCompatSection {
+            listen: "127.0.0.1:8090".into(),
+            systems: vec![HubSystemSection {
+                systemid: "dms-h41".into(),
+                secret_file: "dms.secret".into(),
+                tenants: vec![tenant.into()],
+            }],
+        };
+        let config = hub_compat_config(&section("000.00.00.H41"), &tenants, &resolve).unwrap();
+        let system = config.system("dms-h41").unwrap();
+        assert_eq!(system.secret(), "s3cret");
+        assert!(!format!("{config:?}").contains("s3cret"));
+
+        let err = hub_compat_config(&section("000.00.00.H44"), &tenants, &resolve)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hub_compat.systems[0].tenants[0]"), "{err}");
+
+        let mut twice = section("000.00.00.H41");
+        twice.systems.push(twice.systems[0].clone());
+        let err = hub_compat_config(&twice, &tenants, &resolve)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listed twice"), "{err}");
+
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = hub_compat_config(&section("000.00.00.H41"), &tenants, &resolve)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+
+        let text = "listen = \"127.0.0.1:8090\"\n[[systems]]\nsystemid = \"a\"\nsecret_file = \"s\"\ntenants = [\"000.00.00.H41\"]\n";
+        let parsed: HubCompatSection = toml::from_str(text).unwrap();
+        assert_eq!(parsed.systems[0].systemid, "a");
     }
 }

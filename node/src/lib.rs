@@ -15,6 +15,8 @@
 //!   network.
 //! - [`federation`]: generates a local federation (keys, signed genesis roster, node
 //!   setups) for devnets and tests.
+//! - [`hub_compat`]: the optional listener speaking the national hub SDK's wire protocol
+//!   (`XroadVnpt-*` headers, HMAC-signed), so an existing DMS only changes its endpoint.
 //! - [`ledger`]: the ledger client: durable per-log submission queues, inclusion and
 //!   consistency proofs, checkpoint gossip and split-view alarms.
 //! - [`net`]: the thin libp2p layer (transports, allow-list, gossipsub, request-response
@@ -36,6 +38,7 @@ pub mod control;
 pub mod driver;
 pub mod federation;
 pub mod http_body;
+pub mod hub_compat;
 pub mod ledger;
 pub mod net;
 pub mod node;

@@ -285,9 +285,25 @@ fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<ExitCode> {
             )
             .await
             .with_context(|| format!("binding the HTTP API on {}", config.api_listen))?;
-        tracing::info!(peer = %node.peer_id(), ?addrs, api = %api.addr(), "node running");
+        let hub = match config.hub_compat {
+            Some(hub) => {
+                let listen = hub.listen;
+                Some(
+                    lienthong_node::hub_compat::serve(&node, hub)
+                        .await
+                        .with_context(|| {
+                            format!("binding the hub-compatible listener on {listen}")
+                        })?,
+                )
+            }
+            None => None,
+        };
+        tracing::info!(peer = %node.peer_id(), ?addrs, api = %api.addr(), hub = ?hub.as_ref().map(|h| h.addr()), "node running");
         shutdown_signal().await;
         tracing::info!("stopping");
+        if let Some(hub) = hub {
+            hub.shutdown().await;
+        }
         api.shutdown().await;
         node.shutdown().await;
         Ok(ExitCode::SUCCESS)

@@ -45,7 +45,7 @@ use crate::send::SendPath;
 
 /// Longest idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
-const IDEMPOTENCY_PREFIX: &[u8] = b"api/idempotency\0";
+pub(crate) const IDEMPOTENCY_PREFIX: &[u8] = b"api/idempotency\0";
 
 /// `?tenant=`: the agency a request acts for (optional when the token acts for one).
 #[derive(Debug, Deserialize, IntoParams)]
