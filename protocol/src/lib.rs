@@ -4,6 +4,7 @@
 
 pub mod agency;
 pub mod audit;
+pub mod calendar;
 pub mod cbor;
 pub mod content_id;
 pub mod document;

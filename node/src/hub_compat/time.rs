@@ -2,32 +2,10 @@
 //! and `fromDate`/`toDate` as `dd/MM/yyyy HH:mm:ss`, and `XroadVnpt-timestamp` as Java's
 //! `ddMMyyyy'T'HHmmss+SSSS` (a literal `+`, then the milliseconds on four digits).
 
+use lienthong_protocol::calendar::{civil_from_days, days_from_civil};
+
 /// UTC+7 in milliseconds.
 const VIETNAM_OFFSET_MS: i64 = 7 * 3_600_000;
-
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's days-from-civil).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The civil date of a day count since 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
 
 fn days_in_month(year: i64, month: i64) -> i64 {
     match month {
@@ -60,7 +38,15 @@ fn local_fields(unix_ms: u64) -> [i64; 7] {
     let (secs, ms) = (local.div_euclid(1000), local.rem_euclid(1000));
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (year, month, day) = civil_from_days(days);
-    [year, month, day, rem / 3600, rem % 3600 / 60, rem % 60, ms]
+    [
+        year,
+        month.into(),
+        day.into(),
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms,
+    ]
 }
 
 /// Digits at `range` of `s` as a number.

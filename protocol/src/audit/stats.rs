@@ -228,14 +228,7 @@ pub fn due_deadline_ms(due: &str) -> Option<u64> {
     if due.len() != 10 || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
-    // Days from 1970-01-01 (H. Hinnant's days_from_civil).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = crate::calendar::days_from_civil(y, m, d);
     let end = (days + 1) * 86_400_000 - 7 * 3_600_000;
     Some(u64::try_from(end).unwrap_or(0))
 }

@@ -5,6 +5,8 @@
 //! `dd/MM/yyyy`, `dd-MM-yyyy`, an optional time after a space or `T`, and an optional
 //! `Z` or `±hh:mm` offset. Export writes the QCVN forms.
 
+use crate::calendar::civil_from_days;
+
 /// Vietnam's offset from UTC, in milliseconds (UTC+07:00).
 pub(crate) const VIETNAM_OFFSET_MS: i64 = 7 * 3_600_000;
 
@@ -93,32 +95,12 @@ pub(crate) fn parse_date(s: &str) -> Option<Date> {
     parse_date_part(date)
 }
 
-/// Days since 1970-01-01 (proleptic Gregorian; H. Hinnant's algorithm).
+/// Days since 1970-01-01 of `date`.
 fn days_from_civil(date: Date) -> i64 {
-    let y = i64::from(date.year) - i64::from(date.month <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(date.month);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(date.day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (
-        year,
-        u32::try_from(month).unwrap_or(1),
-        u32::try_from(day).unwrap_or(1),
+    crate::calendar::days_from_civil(
+        i64::from(date.year),
+        i64::from(date.month),
+        i64::from(date.day),
     )
 }
 
