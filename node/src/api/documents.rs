@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lienthong_protocol::agency::AgencyId;
 use lienthong_protocol::content_id::ContentId;
-use lienthong_protocol::document::{BusinessType, Organization, Reference};
+use lienthong_protocol::document::{BusinessType, Document, Organization, Reference};
 use lienthong_protocol::edxml::{self, EdxmlError, StaffInfo, StatusMessage};
 use lienthong_protocol::envelope::{Kind, Routing};
 use lienthong_protocol::relay::StatusPost;
@@ -45,7 +45,7 @@ use crate::send::SendPath;
 
 /// Longest idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
-pub(crate) const IDEMPOTENCY_PREFIX: &[u8] = b"api/idempotency\0";
+const IDEMPOTENCY_PREFIX: &[u8] = b"api/idempotency\0";
 
 /// `?tenant=`: the agency a request acts for (optional when the token acts for one).
 #[derive(Debug, Deserialize, IntoParams)]
@@ -108,29 +108,24 @@ fn idempotency_key(
     tenant: &AgencyId,
     document_id: &str,
 ) -> Result<Vec<u8>, Problem> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(document_id_key(tenant, document_id));
+    };
+    let bytes = value.as_bytes();
+    if bytes.is_empty()
+        || bytes.len() > MAX_IDEMPOTENCY_KEY
+        || !bytes.iter().all(|b| b.is_ascii_graphic())
+    {
+        return Err(Problem::bad_request(format!(
+            "1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+        ))
+        .field("idempotency-key"));
+    }
     let mut key = IDEMPOTENCY_PREFIX.to_vec();
     key.extend_from_slice(tenant.as_str().as_bytes());
     key.push(0);
-    match headers.get("idempotency-key") {
-        Some(value) => {
-            let bytes = value.as_bytes();
-            if bytes.is_empty()
-                || bytes.len() > MAX_IDEMPOTENCY_KEY
-                || !bytes.iter().all(|b| b.is_ascii_graphic())
-            {
-                return Err(Problem::bad_request(format!(
-                    "1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
-                ))
-                .field("idempotency-key"));
-            }
-            key.extend_from_slice(b"k:");
-            key.extend_from_slice(bytes);
-        }
-        None => {
-            key.extend_from_slice(b"d:");
-            key.extend_from_slice(document_id.as_bytes());
-        }
-    }
+    key.extend_from_slice(b"k:");
+    key.extend_from_slice(bytes);
     Ok(key)
 }
 
@@ -288,12 +283,7 @@ async fn send(
             let plaintext = document
                 .to_bytes()
                 .map_err(|e| Problem::invalid("header", e.to_string()))?;
-            let fingerprint: [u8; 32] = Sha256::new()
-                .chain_update(kind_name(kind))
-                .chain_update(refers_to.map(|r| r.0).unwrap_or_default())
-                .chain_update(&plaintext)
-                .finalize()
-                .into();
+            let fingerprint = send_fingerprint(kind, refers_to, &plaintext);
             Ok((document, to, plaintext, fingerprint))
         })
         .await?;
@@ -313,79 +303,175 @@ async fn send(
     } else {
         "header.document_id"
     };
-    if !state
-        .inner
-        .sending
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key.clone())
-    {
-        return Err(
-            Problem::conflict("a request with this idempotency key is in progress")
-                .field(key_field),
-        );
-    }
-    let _sending = Sending {
-        state: &state,
-        key: key.clone(),
+    let once = SendOnce {
+        tenant: &from,
+        kind,
+        refers_to,
+        document: &document,
+        to,
+        plaintext: &plaintext,
+        fingerprint,
+        key,
+        extra: Vec::new(),
     };
-    let lookup = key.clone();
-    let earlier = state
-        .blocking(move |s| Ok(s.inner.store.get(Column::Meta, &lookup)?))
-        .await?;
-    if let Some(record) = earlier {
-        let (id, earlier_fingerprint) = record
-            .split_at_checked(32)
-            .ok_or_else(|| Problem::internal("corrupt idempotency record"))?;
-        let id = ContentId(id.try_into().map_err(Problem::internal)?);
-        if earlier_fingerprint != fingerprint {
+    let (id, duplicate) = match state.send_once(once).await {
+        Ok(sent) => sent,
+        Err(SendOnceError::InProgress) => {
+            return Err(
+                Problem::conflict("a request with this idempotency key is in progress")
+                    .field(key_field),
+            );
+        }
+        Err(SendOnceError::Reused(id)) => {
             return Err(Problem::conflict(format!(
                 "this key was used for a different request, sent as {id}"
             ))
             .field(key_field));
         }
-        tracing::info!(tenant = %from, %id, "retried send answered with the earlier id");
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(SendResponse {
-                id: id.to_string(),
-                duplicate: true,
-            }),
-        ));
-    }
-    let routing = Routing {
-        doc_type: Some(document.header.document_type.clone()),
-        priority: document.header.priority,
-        due: document.header.due_date.clone(),
-        refers_to,
-        status: None,
+        Err(SendOnceError::Failed(p)) => return Err(p),
+        Err(SendOnceError::Send(e)) => return Err(e.into()),
     };
-    // The idempotency record (content id ‖ fingerprint) and the document's reference are
-    // written in the envelope's own batch: a retry after a crash finds all or nothing.
-    let records = vec![
-        MetaRecord::IdUnder {
-            key,
-            suffix: fingerprint.to_vec(),
-        },
-        SendPath::sent_record(&document)?,
-    ];
-    let id = state
-        .inner
-        .send
-        .send_recorded(&from, kind, to, routing, &plaintext, records)
-        .await?;
-    state
-        .inner
-        .metrics
-        .send_acknowledged(started.elapsed().as_secs_f64());
-    tracing::info!(tenant = %from, %id, kind = kind_name(kind), "document sent");
+    if duplicate {
+        tracing::info!(tenant = %from, %id, "retried send answered with the earlier id");
+    } else {
+        state
+            .inner
+            .metrics
+            .send_acknowledged(started.elapsed().as_secs_f64());
+        tracing::info!(tenant = %from, %id, kind = kind_name(kind), "document sent");
+    }
     Ok((
         StatusCode::ACCEPTED,
         Json(SendResponse {
             id: id.to_string(),
-            duplicate: false,
+            duplicate,
         }),
     ))
+}
+
+/// A document send made at most once per idempotency key (see the module's notes), shared
+/// by the API and the hub-compatible listener.
+pub(crate) struct SendOnce<'a> {
+    pub tenant: &'a AgencyId,
+    pub kind: Kind,
+    pub refers_to: Option<ContentId>,
+    /// Validated; its recipients are `to`.
+    pub document: &'a Document,
+    pub to: Vec<AgencyId>,
+    /// `document`'s canonical bytes.
+    pub plaintext: &'a [u8],
+    /// [`send_fingerprint`] of this request.
+    pub fingerprint: [u8; 32],
+    /// The idempotency key ([`document_id_key`] or a client's key).
+    pub key: Vec<u8>,
+    /// More `meta` rows to write in the envelope's batch.
+    pub extra: Vec<MetaRecord>,
+}
+
+/// Why a [`SendOnce`] was not sent.
+#[derive(Debug)]
+pub(crate) enum SendOnceError {
+    /// A request with this key is being answered.
+    InProgress,
+    /// The key was used for a different request, sent as this envelope.
+    Reused(ContentId),
+    /// The idempotency record could not be read.
+    Failed(Problem),
+    /// Sealing or submitting failed.
+    Send(crate::send::SendError),
+}
+
+/// The fingerprint that tells a retry (same request) from a reused key.
+pub(crate) fn send_fingerprint(
+    kind: Kind,
+    refers_to: Option<ContentId>,
+    plaintext: &[u8],
+) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(kind_name(kind))
+        .chain_update(refers_to.map(|r| r.0).unwrap_or_default())
+        .chain_update(plaintext)
+        .finalize()
+        .into()
+}
+
+/// The idempotency key of a send identified by the DMS's DocumentId.
+pub(crate) fn document_id_key(tenant: &AgencyId, document_id: &str) -> Vec<u8> {
+    let mut key = IDEMPOTENCY_PREFIX.to_vec();
+    key.extend_from_slice(tenant.as_str().as_bytes());
+    key.push(0);
+    key.extend_from_slice(b"d:");
+    key.extend_from_slice(document_id.as_bytes());
+    key
+}
+
+impl ApiState {
+    /// Sends `once.document` unless its key already names a send: returns the content id
+    /// and whether it was an earlier send's. The idempotency record (content id ‖
+    /// fingerprint), the document's reference and `once.extra` are written in the
+    /// envelope's own batch: after a crash a retry finds all of them or none.
+    pub(crate) async fn send_once(
+        &self,
+        once: SendOnce<'_>,
+    ) -> Result<(ContentId, bool), SendOnceError> {
+        if !self
+            .inner
+            .sending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(once.key.clone())
+        {
+            return Err(SendOnceError::InProgress);
+        }
+        let _sending = Sending {
+            state: self,
+            key: once.key.clone(),
+        };
+        let lookup = once.key.clone();
+        let earlier = self
+            .blocking(move |s| Ok(s.inner.store.get(Column::Meta, &lookup)?))
+            .await
+            .map_err(SendOnceError::Failed)?;
+        if let Some(record) = earlier {
+            let corrupt = || SendOnceError::Failed(Problem::internal("corrupt idempotency record"));
+            let (id, earlier_fingerprint) = record.split_at_checked(32).ok_or_else(corrupt)?;
+            let id = ContentId(id.try_into().map_err(|_| corrupt())?);
+            if earlier_fingerprint != once.fingerprint {
+                return Err(SendOnceError::Reused(id));
+            }
+            return Ok((id, true));
+        }
+        let header = &once.document.header;
+        let routing = Routing {
+            doc_type: Some(header.document_type.clone()),
+            priority: header.priority,
+            due: header.due_date.clone(),
+            refers_to: once.refers_to,
+            status: None,
+        };
+        let mut records = vec![
+            MetaRecord::IdUnder {
+                key: once.key,
+                suffix: once.fingerprint.to_vec(),
+            },
+            SendPath::sent_record(once.document).map_err(SendOnceError::Send)?,
+        ];
+        records.extend(once.extra);
+        let id = self
+            .inner
+            .send
+            .send_recorded(
+                once.tenant,
+                once.kind,
+                once.to,
+                routing,
+                once.plaintext,
+                records,
+            )
+            .await
+            .map_err(SendOnceError::Send)?;
+        Ok((id, false))
+    }
 }
 
 /// Send a document.

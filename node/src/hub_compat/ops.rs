@@ -18,14 +18,13 @@ use lienthong_protocol::document::{BusinessType, Document, Organization, Referen
 use lienthong_protocol::edxml::{
     EdxmlMessage, StaffInfo, StatusMessage, document_to_edxml, from_edxml, status_to_edxml,
 };
-use lienthong_protocol::envelope::{Kind, Routing, SignedEnvelope};
+use lienthong_protocol::envelope::{Kind, SignedEnvelope};
 use lienthong_protocol::relay::records::{self, StatusRecord};
 use lienthong_protocol::relay::store::Column;
-use lienthong_protocol::relay::{Content, MetaRecord, RelayError, StatusPost};
+use lienthong_protocol::relay::{Content, RelayError, StatusPost};
 use lienthong_protocol::roster::AgencyState;
 use lienthong_protocol::status::{StatusCode, StatusDetail};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 use super::auth::Params;
 use super::client::hash_file;
@@ -34,10 +33,10 @@ use super::state::{Sent, Stream};
 use super::time::{format_list_time, parse_list_time};
 use super::{Hub, HubSystem};
 use crate::api::ApiState;
-use crate::api::documents::{IDEMPOTENCY_PREFIX, kind_str};
+use crate::api::documents::{SendOnce, SendOnceError, document_id_key, kind_str, send_fingerprint};
 use crate::api::open::Party;
 use crate::driver::DriverError;
-use crate::send::{SendError, SendPath};
+use crate::send::SendError;
 
 /// Most pending entries counted by `countReceive*`.
 const MAX_COUNT: usize = 100_000;
@@ -81,16 +80,6 @@ fn send_error(e: SendError) -> HubError {
     }
 }
 
-/// The idempotency record key of the API for `tenant`'s DocumentId.
-fn document_id_key(tenant: &AgencyId, document_id: &str) -> Vec<u8> {
-    let mut key = IDEMPOTENCY_PREFIX.to_vec();
-    key.extend_from_slice(tenant.as_str().as_bytes());
-    key.push(0);
-    key.extend_from_slice(b"d:");
-    key.extend_from_slice(document_id.as_bytes());
-    key
-}
-
 /// The content id `tenant` sent with this DocumentId (through the API or the listener).
 /// Blocking.
 fn sent_with_document_id(
@@ -110,23 +99,6 @@ fn sent_with_document_id(
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .ok_or_else(|| HubError::internal("corrupt idempotency record"))?;
     Ok(Some(ContentId(id)))
-}
-
-/// Removes an idempotency key from the API's in-progress set when the send ends.
-struct InProgress<'a> {
-    api: &'a ApiState,
-    key: Vec<u8>,
-}
-
-impl Drop for InProgress<'_> {
-    fn drop(&mut self) {
-        self.api
-            .inner
-            .sending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.key);
-    }
 }
 
 fn content_id_param(params: &Params) -> Result<ContentId, HubError> {
@@ -277,76 +249,42 @@ impl Call<'_> {
             let plaintext = shared
                 .to_bytes()
                 .map_err(|e| HubError::MalformedEdxml(e.to_string()))?;
-            let fingerprint: [u8; 32] = Sha256::new()
-                .chain_update(kind_str(kind))
-                .chain_update(refers_to.map(|r| r.0).unwrap_or_default())
-                .chain_update(&plaintext)
-                .finalize()
-                .into();
+            let fingerprint = send_fingerprint(kind, refers_to, &plaintext);
             Ok::<_, HubError>((plaintext, fingerprint))
         })
         .await
         .map_err(HubError::internal)??;
         let document_id = document.header.document_id.clone();
-        let key = document_id_key(&tenant, &document_id);
-        if !api
-            .inner
-            .sending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone())
-        {
-            return Err(HubError::Unavailable(format!(
-                "a send of DocumentId {document_id:?} is in progress"
-            )));
-        }
-        let _in_progress = InProgress {
-            api: &api,
-            key: key.clone(),
+        // The API's idempotency record (by DocumentId), the sent document's reference and
+        // the listener's sent record and index, all in the envelope's own batch.
+        let once = SendOnce {
+            tenant: &tenant,
+            kind,
+            refers_to,
+            document: &document,
+            to,
+            plaintext: &plaintext,
+            fingerprint,
+            key: document_id_key(&tenant, &document_id),
+            extra: self.hub.state.sent_records(&tenant, &document)?,
         };
-        let lookup = key.clone();
-        let earlier = api
-            .blocking(move |s| Ok(s.inner.store.get(Column::Meta, &lookup)?))
-            .await?;
-        let id = match earlier {
-            Some(record) => {
-                let (id, earlier_fingerprint) = record
-                    .split_at_checked(32)
-                    .ok_or_else(|| HubError::internal("corrupt idempotency record"))?;
-                if earlier_fingerprint != fingerprint {
-                    return Err(HubError::DocumentIdReused(document_id));
-                }
-                let id = ContentId(id.try_into().map_err(HubError::internal)?);
+        let id = match api.send_once(once).await {
+            Ok((id, true)) => {
                 tracing::info!(%tenant, %id, "retried sendEdoc answered with the earlier DocId");
                 id
             }
-            None => {
-                let routing = Routing {
-                    doc_type: Some(document.header.document_type.clone()),
-                    priority: document.header.priority,
-                    due: document.header.due_date.clone(),
-                    refers_to,
-                    status: None,
-                };
-                // In the envelope's own batch: the API's idempotency record, the sent
-                // document's reference, and the listener's sent record and index.
-                let mut records = vec![
-                    MetaRecord::IdUnder {
-                        key,
-                        suffix: fingerprint.to_vec(),
-                    },
-                    SendPath::sent_record(&document).map_err(send_error)?,
-                ];
-                records.extend(self.hub.state.sent_records(&tenant, &document)?);
-                let id = api
-                    .inner
-                    .send
-                    .send_recorded(&tenant, kind, to, routing, &plaintext, records)
-                    .await
-                    .map_err(send_error)?;
+            Ok((id, false)) => {
                 tracing::info!(%tenant, %id, kind = %kind_str(kind), "document sent through the hub listener");
                 id
             }
+            Err(SendOnceError::InProgress) => {
+                return Err(HubError::Unavailable(format!(
+                    "a send of DocumentId {document_id:?} is in progress"
+                )));
+            }
+            Err(SendOnceError::Reused(_)) => return Err(HubError::DocumentIdReused(document_id)),
+            Err(SendOnceError::Failed(p)) => return Err(p.into()),
+            Err(SendOnceError::Send(e)) => return Err(send_error(e)),
         };
         // A document first sent through the API has no listener record yet.
         self.hub.state.record_sent(&tenant, id, &document).await?;
