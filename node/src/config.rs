@@ -106,6 +106,12 @@ pub struct HubCompatSection {
     /// The connected systems (DMSs).
     #[serde(default)]
     pub systems: Vec<HubSystemSection>,
+    /// PEM certificate chain: serve HTTPS (with `tls_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert` (mode 0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// One `[[hub_compat.systems]]` entry.
@@ -291,12 +297,12 @@ impl Config {
                 ),
             )
         })?;
-        let api_tls = match (&file.api.tls_cert, &file.api.tls_key) {
-            (None, None) => None,
-            (Some(cert), Some(key)) => Some(api_tls(&resolve(cert), &resolve(key))?),
-            (Some(_), None) => return Err(invalid("api.tls_key", "is needed with api.tls_cert")),
-            (None, Some(_)) => return Err(invalid("api.tls_cert", "is needed with api.tls_key")),
-        };
+        let api_tls = tls_config(
+            "api",
+            file.api.tls_cert.as_deref(),
+            file.api.tls_key.as_deref(),
+            &resolve,
+        )?;
         let multiaddrs = |setting: &str, list: &[String]| -> Result<Vec<Multiaddr>, ConfigError> {
             list.iter()
                 .enumerate()
@@ -404,11 +410,34 @@ impl Config {
     }
 }
 
-/// The API's TLS configuration from `cert` and `key` (a private key readable by group or
-/// others is refused, as key files are).
-fn api_tls(cert: &Path, key: &Path) -> Result<std::sync::Arc<rustls::ServerConfig>, ConfigError> {
-    drop(open_private(key)?);
-    crate::api::tls::server_config(cert, key).map_err(|e| invalid("api.tls_cert", e.to_string()))
+/// The TLS configuration of section `section` (`api`, `hub_compat`) from its `tls_cert`
+/// and `tls_key`: both or neither, the key owner-only (as key files are).
+fn tls_config(
+    section: &str,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, ConfigError> {
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (resolve(cert), resolve(key)),
+        (Some(_), None) => {
+            return Err(invalid(
+                format!("{section}.tls_key"),
+                format!("is needed with {section}.tls_cert"),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                format!("{section}.tls_cert"),
+                format!("is needed with {section}.tls_key"),
+            ));
+        }
+    };
+    drop(open_private(&key)?);
+    crate::api::tls::server_config(&cert, &key)
+        .map(Some)
+        .map_err(|e| invalid(format!("{section}.tls_cert"), e.to_string()))
 }
 
 /// Longest `systemid`, in bytes.
@@ -484,7 +513,14 @@ fn hub_compat_config(
             ids,
         ));
     }
-    Ok(crate::hub_compat::HubConfig::new(listen, systems))
+    let mut config = crate::hub_compat::HubConfig::new(listen, systems);
+    config.tls = tls_config(
+        "hub_compat",
+        section.tls_cert.as_deref(),
+        section.tls_key.as_deref(),
+        resolve,
+    )?;
+    Ok(config)
 }
 
 /// Reads a shared secret from a file readable by its owner only: its text without
@@ -739,8 +775,18 @@ mod tests {
                 secret_file: "dms.secret".into(),
                 tenants: vec![tenant.into()],
             }],
+            tls_cert: None,
+            tls_key: None,
         };
         let config = hub_compat_config(&section("000.00.00.H41"), &tenants, &resolve).unwrap();
+        assert!(config.tls.is_none());
+        // HTTPS is configured as for the API: both files or neither.
+        let mut half = section("000.00.00.H41");
+        half.tls_cert = Some("hub.crt".into());
+        let err = hub_compat_config(&half, &tenants, &resolve)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hub_compat.tls_key"), "{err}");
         let system = config.system("dms-h41").unwrap();
         assert_eq!(system.secret(), "s3cret");
         assert!(!format!("{config:?}").contains("s3cret"));

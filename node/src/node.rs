@@ -410,32 +410,17 @@ impl Node {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let router = crate::api::router(state);
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let stopped = async {
             let _ = stopped.await;
         };
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let task = match tls {
-            None => tokio::spawn(async move {
-                let served = axum::serve(listener, router)
-                    .with_graceful_shutdown(stopped)
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "the HTTP API stopped");
-                }
-            }),
-            Some(tls) => {
-                let listener = crate::api::tls::TlsListener::new(listener, tls)?;
-                tokio::spawn(async move {
-                    let served = axum::serve(listener, router)
-                        .with_graceful_shutdown(stopped)
-                        .await;
-                    if let Err(e) = served {
-                        tracing::error!(error = %e, "the HTTPS API stopped");
-                    }
-                })
-            }
-        };
+        let task = crate::api::tls::spawn_serve(
+            listener,
+            tls,
+            crate::api::router(state),
+            stopped,
+            "the HTTP API",
+        )?;
         tracing::info!(%addr, scheme, "HTTP API listening");
         Ok(ApiServer {
             addr,

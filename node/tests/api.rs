@@ -1702,7 +1702,7 @@ async fn edxml_statuses_in_and_out() {
 /// the file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_over_tls() {
-    use lienthong_node::api::tls::{TlsError, TlsListener, server_config};
+    use lienthong_node::api::tls::{TlsError, server_config, spawn_serve};
     let node = node();
     let dir = tempfile::tempdir().unwrap();
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
@@ -1713,11 +1713,17 @@ async fn the_api_over_tls() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let tls = TlsListener::new(listener, server_config(&cert, &key).unwrap()).unwrap();
-    let router = node.router.clone();
-    tokio::spawn(async move {
-        let _ = axum::serve(tls, router).await;
-    });
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let _served = spawn_serve(
+        listener,
+        Some(server_config(&cert, &key).unwrap()),
+        node.router.clone(),
+        async {
+            let _ = stopped.await;
+        },
+        "the test API",
+    )
+    .unwrap();
 
     // A client that connects and stays silent holds one handshake slot, nothing more.
     let _silent = tokio::net::TcpStream::connect(("127.0.0.1", port))

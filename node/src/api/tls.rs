@@ -1,7 +1,8 @@
-//! TLS for the HTTP API, for a DMS on another host (rustls with the ring provider): the
-//! certificate chain and private key read from PEM files, and a listener that completes
-//! handshakes beside the accept loop, bounded in number and time, so a slow or silent
-//! client cannot hold up the others.
+//! TLS for the node's HTTP listeners (the API, the hub-compatible listener), for a DMS on
+//! another host (rustls with the ring provider): the certificate chain and private key read
+//! from PEM files, a listener that completes handshakes beside the accept loop, bounded in
+//! number and time, so a slow or silent client cannot hold up the others, and [`spawn_serve`]
+//! which serves a router over plain TCP or TLS until stopped.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -138,4 +139,36 @@ impl axum::serve::Listener for TlsListener {
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(self.local)
     }
+}
+
+/// Serves `app` on `listener` (over TLS when `tls` is given) in a task until `stopped`
+/// resolves, then lets requests in progress finish. `what` names the listener in logs.
+pub fn spawn_serve(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+    app: axum::Router,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+    what: &'static str,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    Ok(match tls {
+        None => tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "{what} stopped");
+            }
+        }),
+        Some(tls) => {
+            let listener = TlsListener::new(listener, tls)?;
+            tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "{what} (TLS) stopped");
+                }
+            })
+        }
+    })
 }

@@ -120,6 +120,8 @@ pub struct HubConfig {
     pub max_in_flight: usize,
     /// `sendEdoc` calls (each buffers its body) handled at once.
     pub max_sends: usize,
+    /// HTTPS (`[hub_compat] tls_cert`, `tls_key`), if configured.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl HubConfig {
@@ -133,6 +135,7 @@ impl HubConfig {
             max_clock_skew_ms: 24 * 3_600_000,
             max_in_flight: 128,
             max_sends: 8,
+            tls: None,
         }
     }
 
@@ -308,19 +311,16 @@ pub async fn serve(node: &Node, config: HubConfig) -> std::io::Result<HubServer>
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let systems = config.systems.len();
+    let tls = config.tls.clone();
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let app = router(api_state(node), config);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "the hub-compatible listener stopped");
-        }
-    });
-    tracing::info!(%addr, systems, "hub-compatible listener listening");
+    let stopped = async {
+        let _ = stopped.await;
+    };
+    let task =
+        crate::api::tls::spawn_serve(listener, tls, app, stopped, "the hub-compatible listener")?;
+    tracing::info!(%addr, systems, scheme, "hub-compatible listener listening");
     Ok(HubServer {
         addr,
         stop: Some(stop),
