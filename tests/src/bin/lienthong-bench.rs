@@ -50,6 +50,13 @@ struct Cli {
     /// Seconds per ingest run.
     #[arg(long)]
     seconds: Option<f64>,
+    /// Only these ingest points (comma-separated: 1k_c1, 1k_c64, 64k_c1, 64k_c64), e.g.
+    /// while profiling one of them.
+    #[arg(long, value_delimiter = ',')]
+    points: Vec<String>,
+    /// Connections the JetStream client spreads its publishing tasks over.
+    #[arg(long, default_value_t = 1)]
+    nats_connections: usize,
 }
 
 impl Cli {
@@ -314,6 +321,27 @@ fn rss_mib(pid: u32, field: &str) -> anyhow::Result<f64> {
     Ok(kib / 1024.0)
 }
 
+/// CPU time (user + system) a process has used so far, in seconds (`/proc/<pid>/stat`,
+/// clock ticks of 10 ms).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at state (field 3).
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow!("malformed /proc/{pid}/stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i)
+            .ok_or_else(|| anyhow!("short /proc/{pid}/stat"))?
+            .parse::<f64>()?)
+    };
+    // utime and stime are fields 14 and 15: indices 11 and 12 from state.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
 // ---------------------------------------------------------------------------------------
 // Ingest: lienthong's HTTP API against JetStream with fsync per message.
 
@@ -341,7 +369,10 @@ impl Drop for NatsServer {
 }
 
 impl NatsServer {
-    async fn start(binary: &Path) -> anyhow::Result<(Self, async_nats::jetstream::Context)> {
+    async fn start(
+        binary: &Path,
+        connections: usize,
+    ) -> anyhow::Result<(Self, Vec<async_nats::jetstream::Context>)> {
         let dir = tempfile::tempdir().context("creating the JetStream directory")?;
         let port = lienthong_node::federation::free_loopback_port();
         let config = format!(
@@ -379,10 +410,14 @@ impl NatsServer {
             },
         )
         .await?;
-        let client = async_nats::connect(&server.url)
-            .await
-            .context("connecting to nats-server")?;
-        Ok((server, async_nats::jetstream::new(client)))
+        let mut contexts = Vec::with_capacity(connections.max(1));
+        for _ in 0..connections.max(1) {
+            let client = async_nats::connect(&server.url)
+                .await
+                .context("connecting to nats-server")?;
+            contexts.push(async_nats::jetstream::new(client));
+        }
+        Ok((server, contexts))
     }
 }
 
@@ -391,6 +426,8 @@ impl NatsServer {
 struct Run {
     per_s: f64,
     lat: Vec<Duration>,
+    /// CPU the node process used per acknowledged document, in µs (lienthong runs only).
+    cpu_us: f64,
 }
 
 /// Runs `concurrency` loops of `op` for `seconds`; each loop gets its index and a counter.
@@ -425,6 +462,7 @@ where
     Ok(Run {
         per_s: lat.len() as f64 / elapsed,
         lat,
+        cpu_us: f64::NAN,
     })
 }
 
@@ -449,6 +487,7 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
     // share the CPU with either system's run (the sender's outbox keeps its documents).
     let mut fed = Federation::generate(10, &[&["000.00.00.G22"], &["000.00.00.H41"]])
         .context("generating the federation")?;
+    production_relay_timings(&fed.nodes[0].dir.join("config.toml"))?;
     fed.start(0, Duration::from_secs(60))
         .await
         .context("starting the node")?;
@@ -459,7 +498,8 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
     tokio::time::sleep(Duration::from_secs(1)).await;
     figures.num("idle_rss_mib", rss_mib(pid, "VmRSS")?, 1);
 
-    let (_server, js) = NatsServer::start(&cli.nats_server).await?;
+    let (_server, js) = NatsServer::start(&cli.nats_server, cli.nats_connections).await?;
+    figures.put("nats_connections", js.len());
     figures.put("nats_server", nats_version(&cli.nats_server));
 
     let (sender, token) = fed.nodes[0].tenant();
@@ -472,6 +512,9 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
         let template = Arc::new(Template::new(&sender, &recipient, size, 1)?);
         for concurrency in [1usize, 64] {
             let label = format!("{}_c{concurrency}", size_label(size));
+            if !cli.points.is_empty() && !cli.points.contains(&label) {
+                continue;
+            }
             let client = http_client(concurrency)?;
             let mut l_runs = Vec::new();
             let mut j_runs = Vec::new();
@@ -488,13 +531,17 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
                     let run = if lienthong {
                         let (client, url, token, template) =
                             (client.clone(), url.clone(), token.clone(), template.clone());
-                        timed(concurrency, seconds, move |task, n| {
+                        let cpu_before = cpu_seconds(pid)?;
+                        let mut run = timed(concurrency, seconds, move |task, n| {
                             let body = template.fill(&format!("bench-{serial}-{task}-{n}"));
                             let (client, url, token) = (client.clone(), url.clone(), token.clone());
                             async move { post_document(&client, &url, &token, body).await.map(drop) }
                         })
                         .await
-                        .with_context(|| format!("lienthong ingest {label}"))?
+                        .with_context(|| format!("lienthong ingest {label}"))?;
+                        let docs = run.per_s * seconds;
+                        run.cpu_us = (cpu_seconds(pid)? - cpu_before) * 1e6 / docs.max(1.0);
+                        run
                     } else {
                         jetstream_run(&js, &template, concurrency, seconds, serial)
                             .await
@@ -520,6 +567,13 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
                 &format!("ingest_p99_ms_{label}"),
                 ms(percentile(&l.lat, 0.99)),
                 2,
+            );
+            let mut cpu: Vec<f64> = l_runs.iter().map(|r| r.cpu_us).collect();
+            cpu.sort_by(f64::total_cmp);
+            figures.num(
+                &format!("ingest_node_cpu_us_per_doc_{label}"),
+                cpu.get(cpu.len() / 2).copied().unwrap_or(f64::NAN),
+                0,
             );
             figures.num(&format!("jetstream_fsync_per_s_{label}"), j.per_s, 0);
             figures.num(
@@ -557,13 +611,48 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
         ("jetstream_fsync_per_s", "jetstream_fsync_per_s_1k_c64"),
         ("ingest_vs_jetstream", "ingest_vs_jetstream_1k_c64"),
     ] {
-        let value = figures
-            .get(name)
-            .ok_or_else(|| anyhow!("no {name} figure"))?;
+        let Some(value) = figures.get(name) else {
+            continue;
+        };
         let decimals = if headline.ends_with("per_s") { 0 } else { 2 };
         figures.num(headline, value, decimals);
     }
     Ok(points)
+}
+
+/// Puts the relay's production timings (node/src/config.rs: custody after 5 s, retries from
+/// 1 s backing off to 10 min) in a generated node's config instead of the harness's short
+/// ones (200 ms to 5 s), so the ingest node's retries toward the recipient that is not
+/// running stay at the rate a deployment would see.
+fn production_relay_timings(config: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let mut changed = 0;
+    let text: String = text
+        .lines()
+        .map(|line| {
+            let key = line.split('=').next().unwrap_or_default().trim();
+            let value = match key {
+                "custody_after_ms" => Some(5_000),
+                "retry_base_ms" => Some(1_000),
+                "retry_max_ms" => Some(600_000),
+                _ => None,
+            };
+            match value {
+                Some(v) => {
+                    changed += 1;
+                    format!("{key} = {v}\n")
+                }
+                None => format!("{line}\n"),
+            }
+        })
+        .collect();
+    ensure!(
+        changed == 3,
+        "{}: relay timings not found",
+        config.display()
+    );
+    std::fs::write(config, text).with_context(|| format!("writing {}", config.display()))
 }
 
 fn nats_version(binary: &Path) -> String {
@@ -578,7 +667,7 @@ fn nats_version(binary: &Path) -> String {
 /// Publishes the same JSON documents to a fresh file-backed stream, each publish waiting
 /// for its acknowledgement (the stream's fsync), from `concurrency` tasks.
 async fn jetstream_run(
-    js: &async_nats::jetstream::Context,
+    contexts: &[async_nats::jetstream::Context],
     template: &Arc<Template>,
     concurrency: usize,
     seconds: f64,
@@ -587,6 +676,9 @@ async fn jetstream_run(
     use async_nats::jetstream::stream::{Config, StorageType};
     let name = format!("BENCH{serial}");
     let subject = format!("bench.{serial}");
+    let js = contexts
+        .first()
+        .ok_or_else(|| anyhow!("no JetStream connection"))?;
     js.create_stream(Config {
         name: name.clone(),
         subjects: vec![subject.clone()],
@@ -596,10 +688,10 @@ async fn jetstream_run(
     .await
     .map_err(|e| anyhow!("creating stream {name}: {e}"))?;
     let run = {
-        let (js, template, subject) = (js.clone(), template.clone(), subject.clone());
+        let (contexts, template, subject) = (contexts.to_vec(), template.clone(), subject.clone());
         timed(concurrency, seconds, move |task, n| {
             let payload = template.fill(&format!("bench-{serial}-{task}-{n}"));
-            let (js, subject) = (js.clone(), subject.clone());
+            let (js, subject) = (contexts[task % contexts.len()].clone(), subject.clone());
             async move {
                 js.publish(subject, payload.into())
                     .await
