@@ -187,6 +187,11 @@ impl NodeProcess {
         }
     }
 
+    /// The process id while it runs (for reading `/proc/<pid>`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process is running.
     pub fn is_running(&self) -> bool {
         self.child.is_some()

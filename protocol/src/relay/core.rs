@@ -320,6 +320,11 @@ pub struct Relay {
     overlay: Overlay,
     next_batch: u64,
     committed: u64,
+    /// The `committed` watermark the overlay was last pruned at.
+    pruned: u64,
+    /// Deliveries tracked by each batch not yet durable: at its commit, the first push of
+    /// each is made due at once, while its envelope is still in the overlay.
+    committing: BTreeMap<u64, Vec<(ContentId, AgencyId)>>,
     deferred: BTreeMap<u64, Vec<Action>>,
     actions: VecDeque<Action>,
     buckets: HashMap<String, Bucket>,
@@ -364,6 +369,8 @@ impl Relay {
             overlay: HashMap::new(),
             next_batch: 1,
             committed: 0,
+            pruned: 0,
+            committing: BTreeMap::new(),
             deferred: BTreeMap::new(),
             actions: VecDeque::new(),
             buckets: HashMap::new(),
@@ -489,6 +496,10 @@ impl Relay {
             Event::Tick => {}
         }
         self.run_due(store);
+        // Rows of durable batches leave the overlay only now: the pushes `run_due` just
+        // made sendable by a commit read their envelopes from memory instead of reading
+        // back from the store what was written a moment ago (the same bytes either way).
+        self.prune_overlay();
     }
 
     // ----- reading and writing --------------------------------------------------------
@@ -540,6 +551,10 @@ impl Relay {
         self.deferred.entry(id).or_default().extend(after);
         let now = self.now;
         for (env, recipient, record) in tracks {
+            self.committing
+                .entry(id)
+                .or_default()
+                .push((env.id(), recipient.clone()));
             self.track(env.id(), recipient, &env, record, id, now);
         }
     }
@@ -547,12 +562,38 @@ impl Relay {
     fn on_committed(&mut self, batch: u64) {
         self.committed = self.committed.max(batch);
         let committed = self.committed;
-        self.overlay.retain(|_, (b, _)| *b > committed);
+        // A first push that `run_due` found not yet durable was put back one millisecond
+        // later; now that it is durable it is due at once, so it leaves in this event's
+        // `run_due` and reads its envelope from the overlay, not back from the store.
+        let now = self.now;
+        while let Some(entry) = self.committing.first_entry() {
+            if *entry.key() > committed {
+                break;
+            }
+            for key in entry.remove() {
+                if self
+                    .pending
+                    .get(&key)
+                    .is_some_and(|p| p.attempts == 0 && p.next_ms == now + 1)
+                {
+                    self.reschedule(&key, now);
+                }
+            }
+        }
         while let Some(entry) = self.deferred.first_entry() {
             if *entry.key() > committed {
                 break;
             }
             self.actions.extend(entry.remove());
+        }
+    }
+
+    /// Drops the overlay's rows of batches that are durable (the store has them).
+    fn prune_overlay(&mut self) {
+        let committed = self.committed;
+        if committed > self.pruned {
+            self.overlay.retain(|_, (b, _)| *b > committed);
+            self.pruned = committed;
         }
     }
 

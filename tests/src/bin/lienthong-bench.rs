@@ -1,0 +1,1418 @@
+//! `lienthong-bench`: the benchmark driver behind `scripts/bench` (DESIGN §8, issue 10). It
+//! runs each scenario against real release processes (agency nodes started by the harness,
+//! a `nats-server` with JetStream for the baseline) or, for the ledger and the audit replay,
+//! the library code paths the criterion benches use, and prints one `name: value` line per
+//! figure. With `--out DIR` it also writes the figures, a markdown table and SVG plots there.
+
+#![allow(
+    clippy::indexing_slicing,
+    clippy::print_stdout,
+    clippy::cast_precision_loss,
+    reason = "a benchmark driver: indices come from lengths checked just before, and printing \
+              figures is its purpose"
+)]
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail, ensure};
+use base64::Engine as _;
+use clap::Parser;
+use lienthong_protocol::agency::AgencyId;
+use lienthong_tests::{Federation, wait_until};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use serde_json::{Value, json};
+
+/// Runs the benchmark scenarios and prints one `name: value` line per figure.
+#[derive(Debug, Parser)]
+#[command(name = "lienthong-bench", version, about)]
+struct Cli {
+    /// The reduced set (under 5 minutes): shorter runs, 10 nodes only, a 100 k-entry ledger.
+    #[arg(long)]
+    quick: bool,
+    /// The `nats-server` binary (2.10 or later, for `sync_interval: always`).
+    #[arg(long, env = "LIENTHONG_NATS_SERVER")]
+    nats_server: PathBuf,
+    /// Where to write `figures.txt`, `table.md` and the SVG plots.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Only these scenarios (comma-separated): ingest, e2e, ledger, replay, crypto.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Repetitions of each ingest run (the median is reported).
+    #[arg(long)]
+    reps: Option<usize>,
+    /// Seconds per ingest run.
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Only these ingest points (comma-separated: 1k_c1, 1k_c64, 64k_c1, 64k_c64), e.g.
+    /// while profiling one of them.
+    #[arg(long, value_delimiter = ',')]
+    points: Vec<String>,
+    /// Connections the JetStream client spreads its publishing tasks over.
+    #[arg(long, default_value_t = 1)]
+    nats_connections: usize,
+}
+
+impl Cli {
+    fn wants(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
+}
+
+/// The figures printed so far, in order.
+#[derive(Debug, Default)]
+struct Figures {
+    lines: Vec<(String, String)>,
+}
+
+impl Figures {
+    fn put(&mut self, name: &str, value: impl std::fmt::Display) {
+        let value = value.to_string();
+        println!("{name}: {value}");
+        self.lines.push((name.to_owned(), value));
+    }
+
+    fn num(&mut self, name: &str, value: f64, decimals: usize) {
+        self.put(name, format!("{value:.decimals$}"));
+    }
+
+    fn get(&self, name: &str) -> Option<f64> {
+        self.lines
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.parse().ok())
+    }
+
+    /// The 1-minute load average, as a figure named `load_<when>`.
+    fn load(&mut self, when: &str) {
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let one = load.split_whitespace().next().unwrap_or("?").to_owned();
+        self.put(&format!("load_{when}"), one);
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(&cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lienthong-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<()> {
+    let mut figures = Figures::default();
+    figures.put("mode", if cli.quick { "quick" } else { "full" });
+    figures.put(
+        "cpus",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    figures.load("start");
+    let mut ingest = None;
+    let mut latencies = Vec::new();
+    if cli.wants("crypto") {
+        crypto(&mut figures).context("crypto costs")?;
+    }
+    if cli.wants("ingest") {
+        ingest = Some(
+            ingest_scenario(cli, &mut figures)
+                .await
+                .context("ingest scenario")?,
+        );
+    }
+    if cli.wants("e2e") {
+        let counts: &[usize] = if cli.quick { &[10] } else { &[10, 50] };
+        for &nodes in counts {
+            let lat = e2e_scenario(cli, nodes, &mut figures)
+                .await
+                .with_context(|| format!("end-to-end scenario at {nodes} nodes"))?;
+            latencies.push((nodes, lat));
+        }
+    }
+    if cli.wants("ledger") {
+        ledger_scenario(cli, &mut figures)
+            .await
+            .context("ledger append scenario")?;
+    }
+    if cli.wants("replay") {
+        replay_scenario(cli, &mut figures).context("audit replay scenario")?;
+    }
+    figures.load("end");
+    if let Some(out) = &cli.out {
+        write_outputs(out, &figures, ingest.as_deref(), &latencies)
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Crypto costs (what lienthong pays per document that JetStream does not).
+
+fn crypto(figures: &mut Figures) -> anyhow::Result<()> {
+    use lienthong_protocol::keys::{EncryptionSecret, SignatureDomain, SigningKey};
+    use lienthong_protocol::seal::{SenderEpochs, seal};
+
+    figures.load("crypto");
+    let key = SigningKey::from_seed(&[3; 32]);
+    let body = vec![5u8; 1333];
+    let n = 2_000u32;
+    let started = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(key.sign(SignatureDomain::Envelope, &body));
+    }
+    figures.num(
+        "sign_us_1k",
+        started.elapsed().as_secs_f64() * 1e6 / f64::from(n),
+        1,
+    );
+    let sender = AgencyId::parse("000.00.00.G22").context("agency id")?;
+    let recipient = AgencyId::parse("000.00.00.H41").context("agency id")?;
+    let recipients = vec![(
+        recipient,
+        EncryptionSecret::from_bytes(&[4; 32]).public_key(),
+    )];
+    let mut rng = rand_core::OsRng;
+    for (name, size, n) in [
+        ("seal_us_1k", 1024usize, 2_000u32),
+        ("seal_us_64k", 65_536, 300),
+    ] {
+        // The node keeps its sender epochs: HPKE setup is paid once per epoch, not per send.
+        let mut epochs = SenderEpochs::default();
+        let plaintext = vec![6u8; size];
+        seal(&plaintext, &sender, &recipients, &mut epochs, 0, &mut rng).context("seal")?;
+        let started = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(
+                seal(&plaintext, &sender, &recipients, &mut epochs, 0, &mut rng).context("seal")?,
+            );
+        }
+        figures.num(
+            name,
+            started.elapsed().as_secs_f64() * 1e6 / f64::from(n),
+            1,
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Documents as a DMS posts them.
+
+/// A `POST /v1/documents` JSON body with a hole for the DMS's document number, so each
+/// request is unique (the API deduplicates by DocumentId) without re-encoding the
+/// attachment.
+#[derive(Debug, Clone)]
+struct Template {
+    head: String,
+    tail: String,
+}
+
+impl Template {
+    const HOLE: &'static str = "@@BENCH@@";
+
+    fn new(from: &AgencyId, to: &AgencyId, attachment: usize, seed: u64) -> anyhow::Result<Self> {
+        let mut data = vec![0u8; attachment];
+        ChaCha20Rng::seed_from_u64(seed).fill_bytes(&mut data);
+        let org = |id: &AgencyId| json!({ "organ_id": id.as_str(), "organ_name": format!("Agency {id}") });
+        let body = json!({
+            "header": {
+                "from": org(from),
+                "to": [org(to)],
+                "document_id": format!("{from},{}", Self::HOLE),
+                "code": { "number": "12", "notation": "QĐ-UBND" },
+                "promulgation": { "place": "Hà Nội", "date": "2026-11-24" },
+                "document_type": "1",
+                "subject": "Văn bản đo hiệu năng",
+                "signer": { "competence": "TM.", "position": "Chủ tịch", "full_name": "Nguyễn Văn A" }
+            },
+            "attachments": [{
+                "name": "phu-luc.pdf",
+                "content_type": "application/pdf",
+                "data": base64::engine::general_purpose::STANDARD.encode(&data),
+            }]
+        })
+        .to_string();
+        let (head, tail) = body
+            .split_once(Self::HOLE)
+            .ok_or_else(|| anyhow!("template without its hole"))?;
+        Ok(Self {
+            head: head.to_owned(),
+            tail: tail.to_owned(),
+        })
+    }
+
+    fn fill(&self, number: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.head.len() + number.len() + self.tail.len());
+        out.extend_from_slice(self.head.as_bytes());
+        out.extend_from_slice(number.as_bytes());
+        out.extend_from_slice(self.tail.as_bytes());
+        out
+    }
+}
+
+fn http_client(pool: usize) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(pool)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("building the HTTP client")
+}
+
+/// Posts one document; its content id.
+async fn post_document(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<String> {
+    let response = client
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .context("POST /v1/documents")?;
+    let status = response.status();
+    let bytes = response.bytes().await.context("reading the answer")?;
+    ensure!(
+        status.is_success(),
+        "POST /v1/documents: {status}: {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let answer: Value = serde_json::from_slice(&bytes).context("answer is not JSON")?;
+    answer["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("answer without an id: {answer}"))
+}
+
+/// A node process's resident memory (`VmRSS`, or `VmHWM` for the peak) in MiB.
+fn rss_mib(pid: u32, field: &str) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| anyhow!("no {field} in /proc/{pid}/status"))?;
+    Ok(kib / 1024.0)
+}
+
+/// CPU time (user + system) a process has used so far, in seconds (`/proc/<pid>/stat`,
+/// clock ticks of 10 ms).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at state (field 3).
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow!("malformed /proc/{pid}/stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i)
+            .ok_or_else(|| anyhow!("short /proc/{pid}/stat"))?
+            .parse::<f64>()?)
+    };
+    // utime and stime are fields 14 and 15: indices 11 and 12 from state.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+// ---------------------------------------------------------------------------------------
+// Ingest: lienthong's HTTP API against JetStream with fsync per message.
+
+/// A `nats-server` with JetStream on file storage, fsync per message, in a temporary
+/// directory; killed on drop.
+struct NatsServer {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for NatsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsServer")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl NatsServer {
+    async fn start(
+        binary: &Path,
+        connections: usize,
+    ) -> anyhow::Result<(Self, Vec<async_nats::jetstream::Context>)> {
+        let dir = tempfile::tempdir().context("creating the JetStream directory")?;
+        let port = lienthong_node::federation::free_loopback_port();
+        let config = format!(
+            "listen: \"127.0.0.1:{port}\"\nmax_payload: 8MB\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
+            dir.path().join("js").display()
+        );
+        let conf = dir.path().join("nats.conf");
+        std::fs::write(&conf, config).context("writing nats.conf")?;
+        let log = std::fs::File::create(dir.path().join("nats.log")).context("nats.log")?;
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("nats.log")?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let url = format!("nats://127.0.0.1:{port}");
+        let server = Self {
+            child,
+            url,
+            _dir: dir,
+        };
+        let probe = server.url.clone();
+        wait_until(
+            "nats-server accepts connections",
+            Duration::from_secs(20),
+            || {
+                let probe = probe.clone();
+                async move {
+                    tokio::net::TcpStream::connect(probe.trim_start_matches("nats://"))
+                        .await
+                        .is_ok()
+                }
+            },
+        )
+        .await?;
+        let mut contexts = Vec::with_capacity(connections.max(1));
+        for _ in 0..connections.max(1) {
+            let client = async_nats::connect(&server.url)
+                .await
+                .context("connecting to nats-server")?;
+            contexts.push(async_nats::jetstream::new(client));
+        }
+        Ok((server, contexts))
+    }
+}
+
+/// One timed run: documents acknowledged per second and the acknowledgement latencies.
+#[derive(Debug, Clone, Default)]
+struct Run {
+    per_s: f64,
+    lat: Vec<Duration>,
+    /// CPU the node process used per acknowledged document, in µs (lienthong runs only).
+    cpu_us: f64,
+}
+
+/// Runs `concurrency` loops of `op` for `seconds`; each loop gets its index and a counter.
+async fn timed<F, Fut>(concurrency: usize, seconds: f64, op: F) -> anyhow::Result<Run>
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..concurrency {
+        let op = op.clone();
+        tasks.spawn(async move {
+            let mut lat = Vec::new();
+            let mut n = 0u64;
+            while Instant::now() < end {
+                let t = Instant::now();
+                op(task, n).await?;
+                lat.push(t.elapsed());
+                n += 1;
+            }
+            anyhow::Ok(lat)
+        });
+    }
+    let mut lat = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        lat.extend(done.context("an ingest task panicked")??);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    Ok(Run {
+        per_s: lat.len() as f64 / elapsed,
+        lat,
+        cpu_us: f64::NAN,
+    })
+}
+
+/// The ingest figures of one payload size and concurrency.
+#[derive(Debug, Clone)]
+struct IngestPoint {
+    size: usize,
+    concurrency: usize,
+    lienthong: f64,
+    jetstream: f64,
+}
+
+fn size_label(size: usize) -> String {
+    format!("{}k", size / 1024)
+}
+
+async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec<IngestPoint>> {
+    let reps = cli.reps.unwrap_or(if cli.quick { 3 } else { 5 });
+    let seconds = cli.seconds.unwrap_or(if cli.quick { 2.0 } else { 5.0 });
+    figures.load("ingest");
+    // Two agency nodes; only the sender's runs, so the recipient's delivery work does not
+    // share the CPU with either system's run (the sender's outbox keeps its documents).
+    let mut fed = Federation::generate(10, &[&["000.00.00.G22"], &["000.00.00.H41"]])
+        .context("generating the federation")?;
+    production_relay_timings(&fed.nodes[0].dir.join("config.toml"))?;
+    fed.start(0, Duration::from_secs(60))
+        .await
+        .context("starting the node")?;
+    let pid = fed.nodes[0]
+        .pid()
+        .ok_or_else(|| anyhow!("node without a pid"))?;
+    // Idle: after start and a settling second with nothing to do.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    figures.num("idle_rss_mib", rss_mib(pid, "VmRSS")?, 1);
+
+    let (_server, js) = NatsServer::start(&cli.nats_server, cli.nats_connections).await?;
+    figures.put("nats_connections", js.len());
+    figures.put("nats_server", nats_version(&cli.nats_server));
+
+    let (sender, token) = fed.nodes[0].tenant();
+    let (sender, token) = (sender.clone(), token.to_owned());
+    let recipient = fed.nodes[1].tenant().0.clone();
+    let url = format!("{}/v1/documents", fed.nodes[0].api);
+    let mut points = Vec::new();
+    let mut serial = 0u64;
+    for size in [1024usize, 65_536] {
+        let template = Arc::new(Template::new(&sender, &recipient, size, 1)?);
+        for concurrency in [1usize, 64] {
+            let label = format!("{}_c{concurrency}", size_label(size));
+            if !cli.points.is_empty() && !cli.points.contains(&label) {
+                continue;
+            }
+            let client = http_client(concurrency)?;
+            let mut l_runs = Vec::new();
+            let mut j_runs = Vec::new();
+            // One warm-up of each (connections, caches, the JetStream stream's files).
+            for rep in 0..=reps {
+                let seconds = if rep == 0 { 0.5 } else { seconds };
+                let order = if rep % 2 == 0 {
+                    [true, false]
+                } else {
+                    [false, true]
+                };
+                for lienthong in order {
+                    serial += 1;
+                    let run = if lienthong {
+                        let (client, url, token, template) =
+                            (client.clone(), url.clone(), token.clone(), template.clone());
+                        let cpu_before = cpu_seconds(pid)?;
+                        let mut run = timed(concurrency, seconds, move |task, n| {
+                            let body = template.fill(&format!("bench-{serial}-{task}-{n}"));
+                            let (client, url, token) = (client.clone(), url.clone(), token.clone());
+                            async move { post_document(&client, &url, &token, body).await.map(drop) }
+                        })
+                        .await
+                        .with_context(|| format!("lienthong ingest {label}"))?;
+                        let docs = run.per_s * seconds;
+                        run.cpu_us = (cpu_seconds(pid)? - cpu_before) * 1e6 / docs.max(1.0);
+                        run
+                    } else {
+                        jetstream_run(&js, &template, concurrency, seconds, serial)
+                            .await
+                            .with_context(|| format!("JetStream ingest {label}"))?
+                    };
+                    if rep > 0 {
+                        if lienthong { &mut l_runs } else { &mut j_runs }.push(run);
+                    }
+                }
+            }
+            let by_rate = |runs: &mut Vec<Run>| {
+                runs.sort_by(|a, b| a.per_s.total_cmp(&b.per_s));
+                runs[runs.len() / 2].clone()
+            };
+            let (l, j) = (by_rate(&mut l_runs), by_rate(&mut j_runs));
+            figures.num(&format!("ingest_per_s_{label}"), l.per_s, 0);
+            figures.num(
+                &format!("ingest_p50_ms_{label}"),
+                ms(percentile(&l.lat, 0.5)),
+                2,
+            );
+            figures.num(
+                &format!("ingest_p99_ms_{label}"),
+                ms(percentile(&l.lat, 0.99)),
+                2,
+            );
+            let mut cpu: Vec<f64> = l_runs.iter().map(|r| r.cpu_us).collect();
+            cpu.sort_by(f64::total_cmp);
+            figures.num(
+                &format!("ingest_node_cpu_us_per_doc_{label}"),
+                cpu.get(cpu.len() / 2).copied().unwrap_or(f64::NAN),
+                0,
+            );
+            figures.num(&format!("jetstream_fsync_per_s_{label}"), j.per_s, 0);
+            figures.num(
+                &format!("jetstream_p99_ms_{label}"),
+                ms(percentile(&j.lat, 0.99)),
+                2,
+            );
+            figures.num(
+                &format!("ingest_vs_jetstream_{label}"),
+                l.per_s / j.per_s,
+                2,
+            );
+            figures.put(
+                &format!("ingest_runs_{label}"),
+                format!(
+                    "lienthong {:?} jetstream {:?}",
+                    l_runs.iter().map(|r| r.per_s.round()).collect::<Vec<_>>(),
+                    j_runs.iter().map(|r| r.per_s.round()).collect::<Vec<_>>()
+                ),
+            );
+            figures.load(&format!("after_ingest_{label}"));
+            points.push(IngestPoint {
+                size,
+                concurrency,
+                lienthong: l.per_s,
+                jetstream: j.per_s,
+            });
+        }
+    }
+    figures.num("loaded_rss_peak_mib", rss_mib(pid, "VmHWM")?, 1);
+    // The headline: 1 KiB documents, 64 in flight (DESIGN §8).
+    for (headline, name) in [
+        ("ingest_per_s", "ingest_per_s_1k_c64"),
+        ("ingest_p99_ms", "ingest_p99_ms_1k_c64"),
+        ("jetstream_fsync_per_s", "jetstream_fsync_per_s_1k_c64"),
+        ("ingest_vs_jetstream", "ingest_vs_jetstream_1k_c64"),
+    ] {
+        let Some(value) = figures.get(name) else {
+            continue;
+        };
+        let decimals = if headline.ends_with("per_s") { 0 } else { 2 };
+        figures.num(headline, value, decimals);
+    }
+    Ok(points)
+}
+
+/// Puts the relay's production timings (node/src/config.rs: custody after 5 s, retries from
+/// 1 s backing off to 10 min) in a generated node's config instead of the harness's short
+/// ones (200 ms to 5 s), so the ingest node's retries toward the recipient that is not
+/// running stay at the rate a deployment would see.
+fn production_relay_timings(config: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let mut changed = 0;
+    let text: String = text
+        .lines()
+        .map(|line| {
+            let key = line.split('=').next().unwrap_or_default().trim();
+            let value = match key {
+                "custody_after_ms" => Some(5_000),
+                "retry_base_ms" => Some(1_000),
+                "retry_max_ms" => Some(600_000),
+                _ => None,
+            };
+            match value {
+                Some(v) => {
+                    changed += 1;
+                    format!("{key} = {v}\n")
+                }
+                None => format!("{line}\n"),
+            }
+        })
+        .collect();
+    ensure!(
+        changed == 3,
+        "{}: relay timings not found",
+        config.display()
+    );
+    std::fs::write(config, text).with_context(|| format!("writing {}", config.display()))
+}
+
+fn nats_version(binary: &Path) -> String {
+    Command::new(binary)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().replace(' ', "-"))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Publishes the same JSON documents to a fresh file-backed stream, each publish waiting
+/// for its acknowledgement (the stream's fsync), from `concurrency` tasks.
+async fn jetstream_run(
+    contexts: &[async_nats::jetstream::Context],
+    template: &Arc<Template>,
+    concurrency: usize,
+    seconds: f64,
+    serial: u64,
+) -> anyhow::Result<Run> {
+    use async_nats::jetstream::stream::{Config, StorageType};
+    let name = format!("BENCH{serial}");
+    let subject = format!("bench.{serial}");
+    let js = contexts
+        .first()
+        .ok_or_else(|| anyhow!("no JetStream connection"))?;
+    js.create_stream(Config {
+        name: name.clone(),
+        subjects: vec![subject.clone()],
+        storage: StorageType::File,
+        ..Config::default()
+    })
+    .await
+    .map_err(|e| anyhow!("creating stream {name}: {e}"))?;
+    let run = {
+        let (contexts, template, subject) = (contexts.to_vec(), template.clone(), subject.clone());
+        timed(concurrency, seconds, move |task, n| {
+            let payload = template.fill(&format!("bench-{serial}-{task}-{n}"));
+            let (js, subject) = (contexts[task % contexts.len()].clone(), subject.clone());
+            async move {
+                js.publish(subject, payload.into())
+                    .await
+                    .map_err(|e| anyhow!("publish: {e}"))?
+                    .await
+                    .map_err(|e| anyhow!("ack: {e}"))?;
+                Ok(())
+            }
+        })
+        .await?
+    };
+    js.delete_stream(&name)
+        .await
+        .map_err(|e| anyhow!("deleting stream {name}: {e}"))?;
+    Ok(run)
+}
+
+// ---------------------------------------------------------------------------------------
+// End to end: send → recipient DMS across node processes.
+
+async fn e2e_scenario(
+    cli: &Cli,
+    nodes: usize,
+    figures: &mut Figures,
+) -> anyhow::Result<Vec<Duration>> {
+    let rate = 200u64;
+    let seconds = if cli.quick { 5 } else { 15 };
+    figures.load(&format!("e2e_{nodes}"));
+    let codes: Vec<String> = (0..nodes)
+        .map(|i| format!("000.00.00.H{:02}", 10 + i))
+        .collect();
+    let tenants: Vec<[&str; 1]> = codes.iter().map(|c| [c.as_str()]).collect();
+    let spec: Vec<&[&str]> = tenants.iter().map(|t| t.as_slice()).collect();
+    let mut fed = Federation::generate(20 + nodes as u64, &spec).context("generating")?;
+    for i in 0..nodes {
+        fed.nodes[i].start().context("starting a node")?;
+    }
+    for i in 0..nodes {
+        fed.start(i, Duration::from_secs(120))
+            .await
+            .with_context(|| format!("node {i} ready"))?;
+    }
+    let client = http_client(64)?;
+    // Follow every node's inbox (server-sent events): when each document arrives.
+    let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let mut streams = tokio::task::JoinSet::new();
+    for node in &fed.nodes {
+        let (tenant, token) = node.tenant();
+        let url = format!("{}/v1/inbox/stream?tenant={tenant}", node.api);
+        let stream_client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .build()
+            .context("SSE client")?;
+        let response = stream_client
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .context("opening the inbox stream")?;
+        ensure!(
+            response.status().is_success(),
+            "inbox stream: {}",
+            response.status()
+        );
+        streams.spawn(follow(response, arrived.clone()));
+    }
+    let senders: Vec<(String, String, Arc<Template>)> = (0..nodes)
+        .map(|i| {
+            let (from, token) = fed.nodes[i].tenant();
+            let to = fed.nodes[(i + 1) % nodes].tenant().0;
+            Ok((
+                format!("{}/v1/documents", fed.nodes[i].api),
+                token.to_owned(),
+                Arc::new(Template::new(from, to, 1024, i as u64)?),
+            ))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    // Templates to random recipients: one per (from, to) pair, built on demand.
+    let mut templates: HashMap<(usize, usize), Arc<Template>> = HashMap::new();
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    // Warm-up: each node sends one document to the next, delivered before the clock starts.
+    let mut warm = Vec::new();
+    for (i, (url, token, template)) in senders.iter().enumerate() {
+        warm.push(
+            post_document(&client, url, token, template.fill(&format!("warm-{i}")))
+                .await
+                .context("warm-up send")?,
+        );
+    }
+    let seen = arrived.clone();
+    wait_until(
+        "the warm-up documents arrive",
+        Duration::from_secs(120),
+        || {
+            let done = warm.iter().all(|id| {
+                seen.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .contains_key(id)
+            });
+            async move { done }
+        },
+    )
+    .await?;
+
+    let total = rate * seconds;
+    let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(512));
+    let mut sends = tokio::task::JoinSet::new();
+    for n in 0..total {
+        interval.tick().await;
+        let scheduled = Instant::now();
+        let from = usize::try_from(rng.next_u32())? % nodes;
+        let to = (from + 1 + usize::try_from(rng.next_u32())? % (nodes - 1)) % nodes;
+        let template = match templates.get(&(from, to)) {
+            Some(t) => t.clone(),
+            None => {
+                let t = Arc::new(Template::new(
+                    fed.nodes[from].tenant().0,
+                    fed.nodes[to].tenant().0,
+                    1024,
+                    n,
+                )?);
+                templates.insert((from, to), t.clone());
+                t
+            }
+        };
+        let (url, token, _) = &senders[from];
+        let (client, url, token) = (client.clone(), url.clone(), token.clone());
+        let permit = in_flight.clone().acquire_owned().await?;
+        sends.spawn(async move {
+            let id = post_document(&client, &url, &token, template.fill(&format!("e2e-{n}"))).await;
+            drop(permit);
+            id.map(|id| (id, scheduled))
+        });
+    }
+    let mut scheduled = HashMap::new();
+    while let Some(done) = sends.join_next().await {
+        let (id, at) = done.context("a send task panicked")??;
+        scheduled.insert(id, at);
+    }
+    let seen = arrived.clone();
+    let ids: Vec<String> = scheduled.keys().cloned().collect();
+    let all_arrived = wait_until("every document arrives", Duration::from_secs(120), || {
+        let done = {
+            let seen = seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            ids.iter().all(|id| seen.contains_key(id))
+        };
+        async move { done }
+    })
+    .await;
+    streams.abort_all();
+    let seen = arrived
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut lat: Vec<Duration> = scheduled
+        .iter()
+        .filter_map(|(id, at)| seen.get(id).map(|t| t.saturating_duration_since(*at)))
+        .collect();
+    lat.sort_unstable();
+    figures.put(
+        &format!("e2e_delivered_{nodes}"),
+        format!("{}/{}", lat.len(), scheduled.len()),
+    );
+    figures.num(&format!("e2e_p50_ms_{nodes}"), ms(percentile(&lat, 0.5)), 2);
+    figures.num(
+        &format!("e2e_p99_ms_{nodes}"),
+        ms(percentile(&lat, 0.99)),
+        2,
+    );
+    figures.num(
+        &format!("e2e_max_ms_{nodes}"),
+        ms(lat.last().copied().unwrap_or_default()),
+        2,
+    );
+    let rss: Vec<f64> = fed
+        .nodes
+        .iter()
+        .filter_map(|n| n.pid().and_then(|p| rss_mib(p, "VmHWM").ok()))
+        .collect();
+    figures.num(
+        &format!("e2e_rss_peak_mib_{nodes}"),
+        rss.iter().copied().fold(0.0, f64::max),
+        1,
+    );
+    all_arrived?;
+    Ok(lat)
+}
+
+/// Reads a server-sent event stream of inbox entries, recording when each document
+/// arrives.
+async fn follow(
+    mut response: reqwest::Response,
+    arrived: Arc<Mutex<HashMap<String, Instant>>>,
+) -> anyhow::Result<()> {
+    let mut buffer = String::new();
+    while let Some(chunk) = response.chunk().await.context("reading the inbox stream")? {
+        let now = Instant::now();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) else {
+                continue;
+            };
+            let entry: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
+            if entry["kind"] != "status"
+                && let Some(id) = entry["id"].as_str()
+            {
+                arrived
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entry(id.to_owned())
+                    .or_insert(now);
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Ledger append (one central node's log, as bootstrap/benches/append.rs).
+
+async fn ledger_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<()> {
+    use lienthong_bootstrap::checkpoint::Checkpoints;
+    use lienthong_bootstrap::log::{Log, LogConfig};
+    use lienthong_bootstrap::store::Store;
+    use lienthong_protocol::signed_note::Ed25519Signer;
+
+    let n = if cli.quick { 50_000 } else { 200_000 };
+    let submitters = 256;
+    figures.load("ledger");
+    let data = Arc::new(ledger_entries(n)?);
+    let dir = tempfile::tempdir().context("ledger directory")?;
+    let store = Store::open(dir.path()).map_err(|e| anyhow!("opening the store: {e}"))?;
+    let log = Arc::new(
+        Log::open(store, LogConfig::default()).map_err(|e| anyhow!("opening the log: {e}"))?,
+    );
+    let signer = Ed25519Signer::new(
+        "bench/central-a",
+        ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+    )
+    .map_err(|e| anyhow!("signer: {e}"))?;
+    let cps = Arc::new(
+        Checkpoints::open(&log, "bench/central-a", signer, vec![])
+            .map_err(|e| anyhow!("checkpoints: {e}"))?,
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let checkpointer =
+        tokio::spawn(Arc::clone(&cps).run(Arc::clone(&log), Duration::from_secs(1), stop_rx));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in 0..submitters {
+        let (log, data) = (Arc::clone(&log), Arc::clone(&data));
+        tasks.spawn(async move {
+            let mut lat = Vec::new();
+            for entry in data.iter().skip(s).step_by(submitters) {
+                let t = Instant::now();
+                log.append(entry.clone())
+                    .await
+                    .map_err(|e| anyhow!("append: {e}"))?;
+                lat.push(t.elapsed());
+            }
+            anyhow::Ok(lat)
+        });
+    }
+    let mut lat = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        lat.extend(done.context("an append task panicked")??);
+    }
+    let elapsed = start.elapsed();
+    lat.sort_unstable();
+    let _ = stop_tx.send(true);
+    checkpointer.await.context("checkpointer")?;
+    let groups = log.stats().groups;
+    log.close().await;
+    figures.num("ledger_append_per_s", n as f64 / elapsed.as_secs_f64(), 0);
+    figures.put("ledger_append_submitters", submitters);
+    figures.num(
+        "ledger_entries_per_fsync",
+        n as f64 / groups.max(1) as f64,
+        1,
+    );
+    figures.num("ledger_ack_p99_ms", ms(percentile(&lat, 0.99)), 2);
+    Ok(())
+}
+
+/// `n` ledger entries: signed envelope headers of about 280 bytes, from two agencies.
+fn ledger_entries(n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+    use lienthong_protocol::content_id::ContentId;
+    use lienthong_protocol::envelope::{
+        ENVELOPE_VERSION, EnvelopeBody, Kind, Payload, Routing, SignedEnvelope,
+    };
+    use lienthong_protocol::keys::SigningKey;
+    use lienthong_protocol::ledger::LedgerEntry;
+
+    let per = n.div_ceil(2);
+    let handles: Vec<_> = (0..2u8)
+        .map(|t| {
+            std::thread::spawn(move || -> anyhow::Result<Vec<Vec<u8>>> {
+                let key = SigningKey::from_seed(&[t + 1; 32]);
+                let from = AgencyId::parse(&format!("000.00.00.G{:02}", t + 1))?;
+                let to = vec![
+                    AgencyId::parse("000.00.00.H41")?,
+                    AgencyId::parse("000.00.00.H44")?,
+                ];
+                (0..per as u64)
+                    .map(|i| {
+                        let body = EnvelopeBody {
+                            v: ENVELOPE_VERSION,
+                            kind: Kind::Document,
+                            from: from.clone(),
+                            to: to.clone(),
+                            seq: i + 1,
+                            prev: (i > 0).then(|| ContentId::of(&i.to_be_bytes())),
+                            created_ms: 1_700_000_000_000 + i,
+                            routing: Routing::default(),
+                            payload: Payload::External {
+                                manifest: [7; 32],
+                                size: 1024,
+                            },
+                        };
+                        let env = SignedEnvelope::sign(body, &key)?;
+                        Ok(LedgerEntry::envelope(&env)?.to_bytes())
+                    })
+                    .collect()
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for h in handles {
+        out.extend(
+            h.join()
+                .map_err(|_| anyhow!("an entry generator panicked"))??,
+        );
+    }
+    out.truncate(n);
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Audit replay (as node/benches/replay.rs, on a smaller ledger in quick mode).
+
+fn replay_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<()> {
+    use lienthong_node::audit::synth::{self, Spec};
+    use lienthong_node::audit::{Mirror, ReplayOptions, Source, replay};
+    use lienthong_protocol::audit::Checks;
+    use lienthong_protocol::keys::VerifyingKey;
+    use lienthong_protocol::ledger::log_origin;
+
+    const FED: &str = "lienthong-bench";
+    let target = if cli.quick { 100_000 } else { 1_000_000 };
+    figures.load("replay");
+    let dir = tempfile::tempdir().context("mirror directory")?;
+    let origin = log_origin(FED, "c0");
+    let log = synth::log_signer(&origin, 0)?;
+    let other = synth::log_signer(&log_origin(FED, "c1"), 1)?;
+    let witness = synth::witness("bench-witness", 0)?;
+    let started = Instant::now();
+    let mut documents = target * 10 / 33;
+    let ledger = loop {
+        let spec = Spec {
+            agencies: 200,
+            documents,
+            federation: FED.into(),
+            central: vec![
+                (
+                    "c0".into(),
+                    VerifyingKey(log.verifier().public_key().to_bytes()),
+                ),
+                (
+                    "c1".into(),
+                    VerifyingKey(other.verifier().public_key().to_bytes()),
+                ),
+            ],
+            witness_quorum: 1,
+            inject: vec![],
+        };
+        let l = synth::generate(&spec)?;
+        if l.entries.len() >= target {
+            break l;
+        }
+        documents += documents / 20 + 1;
+    };
+    synth::write_mirror(
+        &ledger,
+        dir.path(),
+        &log,
+        &origin,
+        std::slice::from_ref(&witness),
+    )?;
+    drop(ledger);
+    figures.num("replay_generate_s", started.elapsed().as_secs_f64(), 1);
+    let size = Mirror::new(dir.path())
+        .latest()
+        .map_err(|e| anyhow!("no checkpoint in the mirror: {e}"))?
+        .checkpoint()
+        .size();
+    figures.put("replay_entries", size);
+    let base = ReplayOptions {
+        witnesses: vec![witness.public().to_vkey()],
+        quiet: true,
+        now_ms: Some(synth::T0 + 365 * 86_400_000),
+        threads: 2,
+        ..ReplayOptions::default()
+    };
+    for (name, checks, threads) in [
+        ("replay_hash_per_s", Checks::HashesOnly, 2),
+        ("replay_sig_1thread_per_s", Checks::Full, 1),
+        ("replay_sig_per_s", Checks::Full, 2),
+    ] {
+        let opts = ReplayOptions {
+            checks,
+            check_tiles: false,
+            threads,
+            ..base.clone()
+        };
+        let started = Instant::now();
+        let outcome = replay(&[Source::Dir(dir.path().to_path_buf())], &opts)?;
+        let secs = started.elapsed().as_secs_f64();
+        if !outcome.is_clean() {
+            bail!("replay not clean: {}", outcome.to_text());
+        }
+        figures.num(name, size as f64 / secs, 0);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Outputs: figures, a markdown table, SVG plots.
+
+fn write_outputs(
+    out: &Path,
+    figures: &Figures,
+    ingest: Option<&[IngestPoint]>,
+    latencies: &[(usize, Vec<Duration>)],
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let mut text = String::new();
+    for (name, value) in &figures.lines {
+        writeln!(text, "{name}: {value}")?;
+    }
+    std::fs::write(out.join("figures.txt"), text)?;
+    std::fs::write(out.join("table.md"), table(figures)?)?;
+    if let Some(points) = ingest {
+        std::fs::write(out.join("ingest.svg"), ingest_svg(points)?)?;
+    }
+    if !latencies.is_empty() {
+        std::fs::write(out.join("e2e-latency.svg"), latency_svg(latencies)?)?;
+    }
+    Ok(())
+}
+
+/// The DESIGN §8 table: figure, goal, anchor, measured, ratio (measured ÷ goal, > 1 is
+/// better than the goal for rates, < 1 for latencies and memory).
+fn table(figures: &Figures) -> anyhow::Result<String> {
+    let rows: &[(&str, &str, f64, &str)] = &[
+        (
+            "ingest_per_s",
+            "≥ 20 000 /s (1 KiB, 64 in flight)",
+            20_000.0,
+            "JetStream fsync 5.1 k/s",
+        ),
+        ("ingest_vs_jetstream", "≥ 4×", 4.0, "same run, alternated"),
+        ("ingest_p99_ms", "≤ 10 ms", 10.0, "—"),
+        ("jetstream_fsync_per_s", "—", f64::NAN, "5.1 k/s (issue 10)"),
+        (
+            "e2e_p99_ms_10",
+            "≤ 5 ms",
+            5.0,
+            "JetStream fan-out p99 1.9 ms",
+        ),
+        (
+            "e2e_p99_ms_50",
+            "≤ 20 ms",
+            20.0,
+            "JetStream fan-out p99 5.8 ms",
+        ),
+        (
+            "ledger_append_per_s",
+            "≥ 20 000 /s",
+            20_000.0,
+            "Tessera ≈ 1.5 k/s",
+        ),
+        (
+            "replay_hash_per_s",
+            "≥ 1 000 000 /s",
+            1_000_000.0,
+            "SHA-256 ≈ 1.4 GB/s",
+        ),
+        (
+            "replay_sig_per_s",
+            "≥ 80 000 /s",
+            80_000.0,
+            "verify_strict ≈ 28 k/s/core",
+        ),
+        ("idle_rss_mib", "≤ 50 MiB", 50.0, "—"),
+        ("loaded_rss_peak_mib", "≤ 256 MiB", 256.0, "—"),
+    ];
+    let mut md = String::from(
+        "| figure | goal | anchor | measured | ratio to goal |\n|---|---|---|---|---|\n",
+    );
+    for (name, goal, target, anchor) in rows {
+        let Some(value) = figures.get(name) else {
+            continue;
+        };
+        let ratio = if target.is_nan() {
+            "—".to_owned()
+        } else {
+            format!("{:.2}", value / target)
+        };
+        writeln!(md, "| `{name}` | {goal} | {anchor} | {value} | {ratio} |")?;
+    }
+    Ok(md)
+}
+
+fn svg_text(
+    svg: &mut String,
+    x: f64,
+    y: f64,
+    anchor: &str,
+    size: u32,
+    text: &str,
+) -> std::fmt::Result {
+    writeln!(
+        svg,
+        r#"<text x="{x:.1}" y="{y:.1}" text-anchor="{anchor}" font-family="sans-serif" font-size="{size}">{text}</text>"#
+    )
+}
+
+/// Grouped bars: documents/s by payload size and concurrency, lienthong beside JetStream.
+fn ingest_svg(points: &[IngestPoint]) -> anyhow::Result<String> {
+    let (w, h, left, bottom, top) = (720.0, 360.0, 70.0, 60.0, 40.0);
+    let max = points
+        .iter()
+        .map(|p| p.lienthong.max(p.jetstream))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let plot_h = h - bottom - top;
+    let group_w = (w - left - 20.0) / points.len().max(1) as f64;
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">"#
+    );
+    svg.push('\n');
+    writeln!(svg, r#"<rect width="{w}" height="{h}" fill="white"/>"#)?;
+    svg_text(
+        &mut svg,
+        w / 2.0,
+        22.0,
+        "middle",
+        15,
+        "Ingest: documents acknowledged durably per second (median)",
+    )?;
+    for k in 0..=4 {
+        let v = max * f64::from(k) / 4.0;
+        let y = h - bottom - plot_h * f64::from(k) / 4.0;
+        writeln!(
+            svg,
+            r##"<line x1="{left}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#ddd"/>"##,
+            w - 20.0
+        )?;
+        svg_text(&mut svg, left - 6.0, y + 4.0, "end", 11, &format!("{v:.0}"))?;
+    }
+    for (i, p) in points.iter().enumerate() {
+        let x0 = left + group_w * i as f64;
+        let bar = group_w * 0.35;
+        for (j, (value, colour)) in [(p.lienthong, "#2a6f97"), (p.jetstream, "#e07a1f")]
+            .into_iter()
+            .enumerate()
+        {
+            let bh = plot_h * value / max;
+            let x = x0 + group_w * 0.12 + bar * j as f64;
+            writeln!(
+                svg,
+                r#"<rect x="{x:.1}" y="{:.1}" width="{bar:.1}" height="{bh:.1}" fill="{colour}"/>"#,
+                h - bottom - bh
+            )?;
+            svg_text(
+                &mut svg,
+                x + bar / 2.0,
+                h - bottom - bh - 4.0,
+                "middle",
+                10,
+                &format!("{value:.0}"),
+            )?;
+        }
+        svg_text(
+            &mut svg,
+            x0 + group_w / 2.0,
+            h - bottom + 18.0,
+            "middle",
+            12,
+            &format!("{} KiB, {} in flight", p.size / 1024, p.concurrency),
+        )?;
+    }
+    writeln!(
+        svg,
+        r##"<rect x="{left}" y="{}" width="12" height="12" fill="#2a6f97"/>"##,
+        h - 26.0
+    )?;
+    svg_text(
+        &mut svg,
+        left + 16.0,
+        h - 16.0,
+        "start",
+        12,
+        "lienthong (HTTP API, sign + seal + fsync)",
+    )?;
+    writeln!(
+        svg,
+        r##"<rect x="{}" y="{}" width="12" height="12" fill="#e07a1f"/>"##,
+        left + 330.0,
+        h - 26.0
+    )?;
+    svg_text(
+        &mut svg,
+        left + 346.0,
+        h - 16.0,
+        "start",
+        12,
+        "NATS JetStream (fsync per message)",
+    )?;
+    svg.push_str("</svg>\n");
+    Ok(svg)
+}
+
+/// Cumulative distribution of send → recipient inbox latency, one line per node count.
+fn latency_svg(latencies: &[(usize, Vec<Duration>)]) -> anyhow::Result<String> {
+    let (w, h, left, bottom, top) = (720.0, 360.0, 70.0, 50.0, 40.0);
+    // A log scale from 0.5 ms to the largest latency.
+    let max_ms = latencies
+        .iter()
+        .filter_map(|(_, l)| l.last().map(|d| ms(*d)))
+        .fold(10.0, f64::max);
+    let (lo, hi) = (0.5f64.log10(), max_ms.log10());
+    let plot_w = w - left - 20.0;
+    let plot_h = h - bottom - top;
+    let x_of = |v: f64| left + plot_w * ((v.max(0.5).log10() - lo) / (hi - lo));
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">"#
+    );
+    svg.push('\n');
+    writeln!(svg, r#"<rect width="{w}" height="{h}" fill="white"/>"#)?;
+    svg_text(
+        &mut svg,
+        w / 2.0,
+        22.0,
+        "middle",
+        15,
+        "Send → recipient inbox latency (cumulative, 200 docs/s, 1 KiB)",
+    )?;
+    for tick in [
+        0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0,
+    ] {
+        if tick > max_ms * 1.01 {
+            break;
+        }
+        let x = x_of(tick);
+        writeln!(
+            svg,
+            r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{}" stroke="#ddd"/>"##,
+            h - bottom
+        )?;
+        svg_text(
+            &mut svg,
+            x,
+            h - bottom + 16.0,
+            "middle",
+            11,
+            &format!("{tick} ms"),
+        )?;
+    }
+    for k in 0..=4 {
+        let y = h - bottom - plot_h * f64::from(k) / 4.0;
+        writeln!(
+            svg,
+            r##"<line x1="{left}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#ddd"/>"##,
+            w - 20.0
+        )?;
+        svg_text(
+            &mut svg,
+            left - 6.0,
+            y + 4.0,
+            "end",
+            11,
+            &format!("{}%", k * 25),
+        )?;
+    }
+    for (k, (nodes, lat)) in latencies.iter().enumerate() {
+        let colour = ["#2a6f97", "#c1121f", "#588157"][k % 3];
+        let mut path = String::new();
+        for (i, d) in lat.iter().enumerate() {
+            let x = x_of(ms(*d));
+            let y = h - bottom - plot_h * (i + 1) as f64 / lat.len() as f64;
+            write!(path, "{}{x:.1},{y:.1} ", if i == 0 { "M" } else { "L" })?;
+        }
+        writeln!(
+            svg,
+            r#"<path d="{path}" fill="none" stroke="{colour}" stroke-width="2"/>"#
+        )?;
+        let p99 = ms(percentile(lat, 0.99));
+        svg_text(
+            &mut svg,
+            left + 10.0,
+            top + 18.0 + 16.0 * k as f64,
+            "start",
+            12,
+            &format!(
+                "{nodes} node processes: p50 {:.1} ms, p99 {p99:.1} ms",
+                ms(percentile(lat, 0.5))
+            ),
+        )?;
+        writeln!(
+            svg,
+            r#"<line x1="{}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="{colour}" stroke-width="3"/>"#,
+            left - 2.0 + 0.0,
+            left + 8.0,
+            y = top + 14.0 + 16.0 * k as f64
+        )?;
+    }
+    svg.push_str("</svg>\n");
+    Ok(svg)
+}
