@@ -206,3 +206,79 @@ pub fn request(
         reason: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use std::io::Write as _;
+
+    use super::*;
+
+    /// Sends raw `bytes` and reads the answer line (blocking).
+    fn raw(path: &Path, bytes: &[u8]) -> ControlAnswer {
+        let mut stream = UnixStream::connect(path).unwrap();
+        stream.write_all(bytes).unwrap();
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_are_served_and_bad_ones_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let socket = dir.path().join(SOCKET_NAME);
+        let task = serve(&socket, store.clone()).unwrap();
+        let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "owner-only");
+        // A second server on the same socket is refused while the first answers.
+        assert_eq!(
+            serve(&socket, store.clone()).unwrap_err().kind(),
+            std::io::ErrorKind::AddrInUse
+        );
+
+        let (path, target) = (socket.clone(), dir.path().join("backup"));
+        let answers = tokio::task::spawn_blocking(move || {
+            let ask = |dir: PathBuf| {
+                request(
+                    &path,
+                    &ControlRequest::Backup { dir },
+                    Duration::from_secs(30),
+                )
+                .unwrap()
+            };
+            [
+                ask(target.clone()),
+                ask(target.clone()),
+                ask(PathBuf::from("relative")),
+                raw(&path, b"{\"op\":\"format_disk\"}\n"),
+                raw(&path, &[b'x'; MAX_LINE + 10]),
+            ]
+        })
+        .await
+        .unwrap();
+        assert!(answers[0].ok, "{:?}", answers[0]);
+        assert!(
+            Store::open(dir.path().join("backup")).is_ok(),
+            "the backup opens"
+        );
+        assert!(
+            !answers[1].ok,
+            "an existing target is refused: {:?}",
+            answers[1]
+        );
+        assert!(answers[2].detail.contains("absolute"), "{:?}", answers[2]);
+        assert!(
+            answers[3].detail.contains("not a control request"),
+            "{:?}",
+            answers[3]
+        );
+        assert!(
+            answers[4].detail.contains("longer than"),
+            "{:?}",
+            answers[4]
+        );
+        task.abort();
+    }
+}
