@@ -43,10 +43,6 @@ use super::open::Party;
 use super::problem::Problem;
 use crate::send::SendPath;
 
-/// Largest body part (base64 attachments, or the edXML envelope), in bytes, decoded on the
-/// async worker rather than in the blocking pool.
-const INLINE_DECODE_MAX: usize = 16 * 1024;
-
 /// Longest idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 const IDEMPOTENCY_PREFIX: &[u8] = b"api/idempotency\0";
@@ -239,20 +235,7 @@ async fn send(
         .await?;
     }
     // Decoding base64 or XML, validating, encoding and hashing up to tens of MiB is CPU
-    // work: off the async workers. A small body takes microseconds, less than the hop to the
-    // blocking pool and back (thread wake-ups were a tenth of the node's CPU at 64 sends in
-    // flight): it is decoded here.
-    let inline = match &body {
-        JsonOrEdxml::Json(request) => {
-            request
-                .attachments
-                .iter()
-                .map(|a| a.data.len())
-                .sum::<usize>()
-                <= INLINE_DECODE_MAX
-        }
-        JsonOrEdxml::Edxml(xml) => xml.len() <= INLINE_DECODE_MAX,
-    };
+    // work: off the async workers.
     let roster = state.roster();
     let decode = move |_: &ApiState| {
         let document = match body {
@@ -302,11 +285,7 @@ async fn send(
         let fingerprint = send_fingerprint(kind, refers_to, &plaintext);
         Ok((document, to, plaintext, fingerprint))
     };
-    let (document, to, plaintext, fingerprint) = if inline {
-        decode(&state)?
-    } else {
-        state.blocking(decode).await?
-    };
+    let (document, to, plaintext, fingerprint) = state.blocking(decode).await?;
     let from = document.header.from.organ_id.clone();
     if let SendForm::Edxml = form {
         authorize(&state, &caller, &from, refers_to, form).await?;
