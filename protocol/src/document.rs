@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agency::AgencyId;
 use crate::cbor::{self, CborError};
+use crate::envelope::Kind;
 
 /// Longest short text field (names, codes, notations), in bytes.
 pub const MAX_SHORT_TEXT: usize = 512;
@@ -56,6 +57,26 @@ impl BusinessType {
             2 => Some(Self::Update),
             3 => Some(Self::Replace),
             _ => None,
+        }
+    }
+
+    /// The envelope kind that carries a document of this business type.
+    pub fn kind(self) -> Kind {
+        match self {
+            Self::New => Kind::Document,
+            Self::Revoke => Kind::Revoke,
+            Self::Update => Kind::Update,
+            Self::Replace => Kind::Replace,
+        }
+    }
+
+    /// The business type of a document envelope of `kind` (`New` for any other kind).
+    pub fn of_kind(kind: Kind) -> Self {
+        match kind {
+            Kind::Revoke => Self::Revoke,
+            Kind::Update => Self::Update,
+            Kind::Replace => Self::Replace,
+            Kind::Document | Kind::Status | Kind::Roster => Self::New,
         }
     }
 }

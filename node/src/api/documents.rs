@@ -216,12 +216,7 @@ async fn send(
     refers_to: Option<ContentId>,
 ) -> Result<(StatusCode, Json<SendResponse>), Problem> {
     let started = std::time::Instant::now();
-    let business = match kind {
-        Kind::Revoke => BusinessType::Revoke,
-        Kind::Update => BusinessType::Update,
-        Kind::Replace => BusinessType::Replace,
-        _ => BusinessType::New,
-    };
+    let business = BusinessType::of_kind(kind);
     let form = SendForm::of(&body);
     if let JsonOrEdxml::Json(request) = &body {
         // The sender is known before decoding: refuse what it may not do at once.

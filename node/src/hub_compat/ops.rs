@@ -216,11 +216,7 @@ impl Call<'_> {
         let (kind, refers_to) = match header.business {
             BusinessType::New => (Kind::Document, None),
             business => {
-                let kind = match business {
-                    BusinessType::Revoke => Kind::Revoke,
-                    BusinessType::Update => Kind::Update,
-                    _ => Kind::Replace,
-                };
+                let kind = business.kind();
                 let Some(earlier) = header.business_ref.as_ref() else {
                     return Err(HubError::MalformedEdxml(
                         "TraceHeaderList/Bussiness/DocumentId: missing".into(),
