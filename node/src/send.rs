@@ -6,6 +6,7 @@
 //! envelope, so a typical document reaches its recipient in one message; larger ones are
 //! stored as chunks and fetched by hash.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
 
 use lienthong_protocol::agency::AgencyId;
@@ -52,6 +53,26 @@ pub struct SendPath {
     store: Store,
     roster: Arc<RwLock<Arc<Roster>>>,
     epochs: Arc<Mutex<SenderEpochs>>,
+    /// Idempotency keys of sends in progress, shared by every front end of this node (the
+    /// API, the hub listener): a concurrent send with the same key is told so.
+    in_progress: Arc<Mutex<HashSet<Vec<u8>>>>,
+}
+
+/// A send in progress under an idempotency key (see [`SendPath::begin`]); the key is free
+/// again when this is dropped, however the send ended.
+#[derive(Debug)]
+pub struct InProgress {
+    keys: Arc<Mutex<HashSet<Vec<u8>>>>,
+    key: Vec<u8>,
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
 }
 
 impl SendPath {
@@ -62,7 +83,22 @@ impl SendPath {
             store,
             roster: Arc::new(RwLock::new(roster)),
             epochs: Arc::new(Mutex::new(SenderEpochs::default())),
+            in_progress: Arc::default(),
         }
+    }
+
+    /// Marks a send under idempotency key `key` as in progress, unless one already is
+    /// (`None`). At most one per request in flight, so as bounded as those.
+    pub fn begin(&self, key: &[u8]) -> Option<InProgress> {
+        let fresh = self
+            .in_progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_vec());
+        fresh.then(|| InProgress {
+            keys: Arc::clone(&self.in_progress),
+            key: key.to_vec(),
+        })
     }
 
     /// Uses a newer roster for recipients' keys from now on.

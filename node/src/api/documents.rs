@@ -85,24 +85,6 @@ pub(crate) fn kind_str(kind: Kind) -> String {
     kind_name(kind).to_owned()
 }
 
-/// Removes an idempotency key from the in-progress set when the request ends, however it
-/// ends.
-struct Sending<'a> {
-    state: &'a ApiState,
-    key: Vec<u8>,
-}
-
-impl Drop for Sending<'_> {
-    fn drop(&mut self) {
-        self.state
-            .inner
-            .sending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.key);
-    }
-}
-
 fn idempotency_key(
     headers: &HeaderMap,
     tenant: &AgencyId,
@@ -408,18 +390,8 @@ impl ApiState {
         &self,
         once: SendOnce<'_>,
     ) -> Result<(ContentId, bool), SendOnceError> {
-        if !self
-            .inner
-            .sending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(once.key.clone())
-        {
+        let Some(_in_progress) = self.inner.send.begin(&once.key) else {
             return Err(SendOnceError::InProgress);
-        }
-        let _sending = Sending {
-            state: self,
-            key: once.key.clone(),
         };
         let lookup = once.key.clone();
         let earlier = self

@@ -34,7 +34,7 @@ pub mod problem;
 pub mod system;
 pub mod tls;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -153,8 +153,6 @@ pub(crate) struct Inner {
     pub config: ApiConfig,
     pub metrics: Metrics,
     pub peers: Option<PeerCount>,
-    /// Idempotency keys of sends in progress (a concurrent retry gets 409).
-    pub sending: Mutex<HashSet<Vec<u8>>>,
     pub in_flight: Arc<Semaphore>,
     pub streams: Arc<Semaphore>,
 }
@@ -182,7 +180,6 @@ impl ApiState {
                 config: parts.config,
                 metrics,
                 peers: parts.peers,
-                sending: Mutex::new(HashSet::new()),
             }),
         }
     }
