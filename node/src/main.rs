@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use lienthong_node::admin::{self, AdminError, BackupMode};
 use lienthong_node::audit_cli::{self, AuditCommand};
-use lienthong_node::cli::ClientCommand;
+use lienthong_node::cli::{ClientCommand, Outcome};
 use lienthong_node::config::{Config, NodeLayout, Overrides, RelaySection};
 use lienthong_node::federation::{MemberRequest, transport_keypair};
 use lienthong_node::node::Node;
@@ -315,9 +315,6 @@ fn load_config(path: &Path) -> anyhow::Result<Config> {
         .with_context(|| format!("configuration {}", path.display()))
 }
 
-/// Exit code of an operator command the node or the files refused (as the client commands).
-const REFUSED: u8 = 3;
-
 fn keys(config_path: &Path, roster: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
     let config = load_config(config_path)?;
     let signed = match roster {
@@ -358,8 +355,8 @@ fn admin_failure(e: &AdminError) -> ExitCode {
         AdminError::NodeRunning { .. }
         | AdminError::StoreExists { .. }
         | AdminError::TargetExists { .. }
-        | AdminError::Refused(_) => ExitCode::from(REFUSED),
-        _ => ExitCode::from(2),
+        | AdminError::Refused(_) => ExitCode::from(Outcome::Refused.code()),
+        _ => ExitCode::from(Outcome::Usage.code()),
     }
 }
 
