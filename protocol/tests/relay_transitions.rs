@@ -756,6 +756,32 @@ fn codes(record: &StatusRecord) -> Vec<StatusCode> {
 
 // ===== sending ==========================================================================
 
+/// A delivery whose batch is not yet durable waits for the commit, not for a timer: no
+/// deadline polls for it, and the commit, at the same instant, sends its first push.
+#[test]
+fn an_undurable_delivery_waits_for_its_commit_and_leaves_with_it() {
+    let r = roster();
+    let mut a = node_a(&r);
+    assert_actions(&a.submit(7, &g(), &[h()], T0), &["persist"]);
+    assert_eq!(a.relay.pending_deliveries(), 1);
+    assert_eq!(
+        a.relay.next_deadline(),
+        None,
+        "no timer runs for a delivery that cannot leave yet"
+    );
+    let acts = a.commit(T0);
+    assert_actions(
+        &acts,
+        &[
+            "completed ok",
+            "publish lienthong/unit/H41",
+            "send peer-b push",
+        ],
+    );
+    let id = completed_id(&acts);
+    assert_eq!(pushed(&acts, PB), a.envelope(&id).unwrap().bytes());
+}
+
 #[test]
 fn submit_completes_publishes_and_pushes_only_after_its_batch_commits() {
     let r = roster();

@@ -320,10 +320,8 @@ pub struct Relay {
     overlay: Overlay,
     next_batch: u64,
     committed: u64,
-    /// The `committed` watermark the overlay was last pruned at.
-    pruned: u64,
-    /// Deliveries tracked by each batch not yet durable: at its commit, the first push of
-    /// each is made due at once, while its envelope is still in the overlay.
+    /// Deliveries whose batch is not yet durable, by batch: they are not in `due` (nothing
+    /// leaves before it is durable) and enter it when their batch commits.
     committing: BTreeMap<u64, Vec<(ContentId, AgencyId)>>,
     deferred: BTreeMap<u64, Vec<Action>>,
     actions: VecDeque<Action>,
@@ -369,7 +367,6 @@ impl Relay {
             overlay: HashMap::new(),
             next_batch: 1,
             committed: 0,
-            pruned: 0,
             committing: BTreeMap::new(),
             deferred: BTreeMap::new(),
             actions: VecDeque::new(),
@@ -450,6 +447,7 @@ impl Relay {
     /// Feeds one event at time `now` (ms since the Unix epoch).
     pub fn handle(&mut self, event: Event, now: u64, store: &impl StoreView) {
         self.now = self.now.max(now);
+        let committed_before = self.committed;
         match event {
             Event::Submit(s) => {
                 let request = s.request;
@@ -496,10 +494,13 @@ impl Relay {
             Event::Tick => {}
         }
         self.run_due(store);
-        // Rows of durable batches leave the overlay only now: the pushes `run_due` just
-        // made sendable by a commit read their envelopes from memory instead of reading
-        // back from the store what was written a moment ago (the same bytes either way).
-        self.prune_overlay();
+        // Rows of durable batches leave the overlay only now: the first pushes a commit just
+        // made due read their envelopes from memory instead of reading back from the store
+        // what was written a moment ago (the same bytes either way).
+        if self.committed > committed_before {
+            let committed = self.committed;
+            self.overlay.retain(|_, (b, _)| *b > committed);
+        }
     }
 
     // ----- reading and writing --------------------------------------------------------
@@ -551,10 +552,6 @@ impl Relay {
         self.deferred.entry(id).or_default().extend(after);
         let now = self.now;
         for (env, recipient, record) in tracks {
-            self.committing
-                .entry(id)
-                .or_default()
-                .push((env.id(), recipient.clone()));
             self.track(env.id(), recipient, &env, record, id, now);
         }
     }
@@ -562,21 +559,16 @@ impl Relay {
     fn on_committed(&mut self, batch: u64) {
         self.committed = self.committed.max(batch);
         let committed = self.committed;
-        // A first push that `run_due` found not yet durable was put back one millisecond
-        // later; now that it is durable it is due at once, so it leaves in this event's
-        // `run_due` and reads its envelope from the overlay, not back from the store.
-        let now = self.now;
+        // Deliveries parked until their batch was durable become due (at once, for a first
+        // push: it leaves in this event's `run_due`).
         while let Some(entry) = self.committing.first_entry() {
             if *entry.key() > committed {
                 break;
             }
+            let batch = *entry.key();
             for key in entry.remove() {
-                if self
-                    .pending
-                    .get(&key)
-                    .is_some_and(|p| p.attempts == 0 && p.next_ms == now + 1)
-                {
-                    self.reschedule(&key, now);
+                if let Some(p) = self.pending.get(&key).filter(|p| p.batch == batch) {
+                    self.due.insert((p.next_ms, key.0, key.1));
                 }
             }
         }
@@ -585,15 +577,6 @@ impl Relay {
                 break;
             }
             self.actions.extend(entry.remove());
-        }
-    }
-
-    /// Drops the overlay's rows of batches that are durable (the store has them).
-    fn prune_overlay(&mut self) {
-        let committed = self.committed;
-        if committed > self.pruned {
-            self.overlay.retain(|_, (b, _)| *b > committed);
-            self.pruned = committed;
         }
     }
 
@@ -644,7 +627,12 @@ impl Relay {
         } else {
             first_ms
         };
-        self.due.insert((next_ms, id, recipient));
+        if batch > self.committed {
+            // Nothing leaves before its batch is durable: parked until it commits.
+            self.committing.entry(batch).or_default().push(key.clone());
+        } else {
+            self.due.insert((next_ms, id, recipient));
+        }
         self.pending.insert(
             key,
             Pending {
@@ -1759,8 +1747,8 @@ impl Relay {
                 continue;
             };
             if p.batch > self.committed {
-                // Not durable yet: nothing leaves before it is.
-                self.reschedule(&key, now + 1);
+                // Made due early (a peer reconnected) while its batch is not durable: it
+                // is parked in `committing` and re-enters `due` at the commit.
                 continue;
             }
             if now > p.created_ms.saturating_add(self.config.max_age_ms) {
