@@ -29,7 +29,7 @@ use serde_json::{Map, Value, json};
 use super::auth::Params;
 use super::client::hash_file;
 use super::reply::{HubError, ok, ok_with};
-use super::state::{Sent, Stream};
+use super::state::{Pending, Sent, Stream};
 use super::time::{format_list_time, parse_list_time};
 use super::{Hub, HubSystem};
 use crate::api::ApiState;
@@ -442,12 +442,15 @@ impl Call<'_> {
             if room == 0 {
                 break;
             }
-            for p in self.hub.state.pending(&tenant, stream, room).await? {
-                if from_ms.is_some_and(|f| p.created_ms < f)
-                    || to_ms.is_some_and(|t| p.created_ms > t)
-                {
-                    continue;
-                }
+            let in_range = |p: &Pending| {
+                from_ms.is_none_or(|f| p.created_ms >= f) && to_ms.is_none_or(|t| p.created_ms <= t)
+            };
+            for p in self
+                .hub
+                .state
+                .pending(&tenant, stream, room, in_range)
+                .await?
+            {
                 data.push(json!({
                     "docId": p.id.to_string(),
                     "serviceType": "eDoc",

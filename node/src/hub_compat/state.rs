@@ -121,6 +121,9 @@ fn cursor_key(tenant: &AgencyId) -> Vec<u8> {
     key(&[b"cursor", tenant.as_str().as_bytes()])
 }
 
+/// How many pending entries a filtered list may read per entry it can return.
+pub const PENDING_SCAN_FACTOR: usize = 10;
+
 fn pending_prefix(tenant: &AgencyId, stream: Stream) -> Vec<u8> {
     let mut k = key(&[b"pending", tenant.as_str().as_bytes(), b""]);
     k.push(stream.byte());
@@ -210,23 +213,38 @@ impl HubState {
     }
 
     /// At most `limit` pending entries of `tenant` in `stream`, oldest first.
+    ///
+    /// Only entries for which `keep` holds are returned, filtered while reading: at most
+    /// `limit` of them, out of at most [`PENDING_SCAN_FACTOR`] × `limit` entries read.
     pub async fn pending(
         &self,
         tenant: &AgencyId,
         stream: Stream,
         limit: usize,
+        keep: impl Fn(&Pending) -> bool,
     ) -> Result<Vec<Pending>, HubError> {
         self.catch_up(tenant).await?;
         let prefix = pending_prefix(tenant, stream);
+        let budget = limit.saturating_mul(PENDING_SCAN_FACTOR);
         let rows = self
             .api
             .blocking(move |s| {
                 Ok(s.inner
                     .store
-                    .scan_prefix_limit(Column::Meta, &prefix, limit)?)
+                    .scan_prefix_limit(Column::Meta, &prefix, budget)?)
             })
             .await?;
-        rows.iter().map(|(_, v)| decode(v)).collect()
+        let mut kept = Vec::new();
+        for (_, value) in &rows {
+            let entry: Pending = decode(value)?;
+            if keep(&entry) {
+                kept.push(entry);
+                if kept.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(kept)
     }
 
     /// How many entries of `tenant` in `stream` are pending (counted up to `cap`).
