@@ -782,6 +782,92 @@ fn an_undurable_delivery_waits_for_its_commit_and_leaves_with_it() {
     assert_eq!(pushed(&acts, PB), a.envelope(&id).unwrap().bytes());
 }
 
+/// The ids of the envelopes pushed to `to`, in order.
+fn pushes_to(actions: &[Action], to: &str) -> Vec<ContentId> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                peer,
+                wire: Wire::Push { envelope },
+            } if peer == to => Some(SignedEnvelope::decode(envelope).unwrap().id()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn answer(id: ContentId, receipt: Receipt) -> Wire {
+    Wire::PushAck {
+        id,
+        receipts: vec![receipt],
+    }
+}
+
+/// A backlog toward one node leaves a window at a time, and each answer lets the next
+/// delivery go at once (not at its next retry).
+#[test]
+fn a_backlog_to_one_node_is_pushed_a_window_at_a_time() {
+    let r = roster();
+    let mut config = RelayConfig::new(PA);
+    config.push_window = 2;
+    let mut a = Node::new(&r, config, &[g()]);
+    for request in 0..5 {
+        a.submit(request, &g(), &[h()], T0);
+    }
+    let acts = a.commit(T0);
+    let first = pushes_to(&acts, PB);
+    assert_eq!(first.len(), 2, "two of five pushed: {acts:#?}");
+    assert_eq!(a.relay.pending_deliveries(), 5);
+
+    // The recipient confirms one: the third leaves in the same step.
+    let confirmed = answer(first[0], Receipt::Duplicate { recipient: h() });
+    let third = pushes_to(&a.recv(PB, confirmed, T0 + 10), PB);
+    assert_eq!(third.len(), 1);
+    assert!(!first.contains(&third[0]));
+    // "Try again later" is an answer too: the slot is free, the delivery stays pending.
+    let busy = answer(first[1], retry(h(), "busy"));
+    let fourth = pushes_to(&a.recv(PB, busy, T0 + 20), PB);
+    assert_eq!(fourth.len(), 1);
+    assert!(!first.contains(&fourth[0]) && fourth != third);
+    assert_eq!(a.relay.pending_deliveries(), 4);
+    // No answer: nothing more leaves before a retry is due.
+    assert!(pushes_to(&a.tick(T0 + 500), PB).is_empty());
+}
+
+/// A node that leaves pushes unanswered until their retries gets probes only, not every
+/// pending delivery; when it answers, or reconnects, the backlog flows again.
+#[test]
+fn a_node_that_leaves_pushes_unanswered_gets_probes_until_it_answers_or_reconnects() {
+    let r = roster();
+    let mut config = RelayConfig::new(PA);
+    config.push_window = 4;
+    config.probe_window = 1;
+    let mut a = Node::new(&r, config, &[g()]);
+    for request in 0..4 {
+        a.submit(request, &g(), &[h()], T0);
+    }
+    assert_eq!(pushes_to(&a.commit(T0), PB).len(), 4);
+    // Every retry is due (1 s + jitter); none was answered: one probe.
+    let probe = pushes_to(&a.tick(T0 + 2 * SECOND), PB);
+    assert_eq!(probe.len(), 1, "a single probe");
+    assert_eq!(a.relay.pending_deliveries(), 4);
+    // The probe is answered: the three others leave at once.
+    let answered = answer(probe[0], retry(h(), "busy"));
+    let rest = pushes_to(&a.recv(PB, answered, T0 + 2 * SECOND + 5), PB);
+    assert_eq!(rest.len(), 3, "the window is back");
+    assert!(!rest.contains(&probe[0]));
+
+    // Silent again (the four retries come due unanswered), then the node reconnects: the
+    // whole backlog is pushed at once, not one probe.
+    let silent = pushes_to(&a.tick(T0 + 4 * SECOND + 500), PB);
+    assert_eq!(silent.len(), 1);
+    let back = a.handle(
+        Event::PeerConnected { peer: PB.into() },
+        T0 + 5 * SECOND - 1,
+    );
+    assert_eq!(pushes_to(&back, PB).len(), 4);
+}
+
 #[test]
 fn submit_completes_publishes_and_pushes_only_after_its_batch_commits() {
     let r = roster();

@@ -17,7 +17,7 @@
 //! verifies everything, deduplicates by content id, stores, surfaces to the inbox once and
 //! answers with a signed 01.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::agency::AgencyId;
@@ -63,6 +63,14 @@ pub struct RelayConfig {
     pub max_waiting_payloads: usize,
     /// Most pushes sent per call of the delivery loop (the rest wait for the next tick).
     pub max_sends_per_tick: usize,
+    /// Most deliveries pushed to one node and not yet answered. The rest wait for an answer
+    /// to free a slot (or for their next retry), so a backlog drains at the pace the node
+    /// answers instead of flooding it and the network queues.
+    pub push_window: usize,
+    /// The window toward a node that left a push unanswered until its retry (it is
+    /// probably unreachable): a few probes instead of every pending delivery, until the node
+    /// answers or reconnects.
+    pub probe_window: usize,
     /// Inbound push budget per peer: burst size and refill per second.
     pub peer_burst: u32,
     pub peer_rate_per_s: u32,
@@ -84,8 +92,10 @@ impl RelayConfig {
             max_custody_per_sender: 50_000,
             max_waiting_payloads: 10_000,
             max_sends_per_tick: 1_024,
+            push_window: 256,
+            probe_window: 2,
             peer_burst: 4_096,
-            peer_rate_per_s: 2_048,
+            peer_rate_per_s: 16_384,
         }
     }
 }
@@ -302,6 +312,34 @@ struct Bucket {
     at_ms: u64,
 }
 
+/// Pushes toward one node (see [`RelayConfig::push_window`]).
+#[derive(Debug, Default)]
+struct PeerFlight {
+    /// Deliveries pushed to the node and not answered yet (at most the window).
+    unanswered: HashSet<(ContentId, AgencyId)>,
+    /// A push went unanswered until its retry: the window is `probe_window` until the node
+    /// answers or reconnects.
+    silent: bool,
+    /// Deliveries that found the window full, oldest first; made due as answers free slots.
+    /// At most one entry per pending delivery (`queued`).
+    waiting: VecDeque<(ContentId, AgencyId)>,
+    queued: HashSet<(ContentId, AgencyId)>,
+}
+
+impl PeerFlight {
+    fn window(&self, config: &RelayConfig) -> usize {
+        if self.silent {
+            config.probe_window.max(1)
+        } else {
+            config.push_window.max(1)
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        !self.silent && self.unanswered.is_empty() && self.waiting.is_empty()
+    }
+}
+
 /// Writes issued but not yet durable: (column, key) → (batch, value or deletion).
 type Overlay = HashMap<(Column, Vec<u8>), (u64, Option<Vec<u8>>)>;
 
@@ -326,6 +364,8 @@ pub struct Relay {
     deferred: BTreeMap<u64, Vec<Action>>,
     actions: VecDeque<Action>,
     buckets: HashMap<String, Bucket>,
+    /// Push windows by node (only nodes with pushes unanswered or waiting).
+    flights: HashMap<String, PeerFlight>,
     now: u64,
 }
 
@@ -371,6 +411,7 @@ impl Relay {
             deferred: BTreeMap::new(),
             actions: VecDeque::new(),
             buckets: HashMap::new(),
+            flights: HashMap::new(),
             now: 0,
         }
     }
@@ -664,6 +705,13 @@ impl Relay {
             return;
         };
         self.due.remove(&(p.next_ms, id, recipient.clone()));
+        if let Some(node) = self.roster.agency(recipient).map(|a| a.node.clone())
+            && let Some(flight) = self.flights.get_mut(&node)
+        {
+            // Its place in `waiting`, if any, is skipped when reached.
+            flight.unanswered.remove(&key);
+            flight.queued.remove(&key);
+        }
         if p.role == Role::Custodian
             && let Some(n) = self.custody_per_sender.get_mut(&p.sender)
         {
@@ -1569,6 +1617,7 @@ impl Relay {
                 });
                 continue;
             }
+            self.answered(peer, &(id, recipient.clone()));
             let Some(role) = self.pending.get(&(id, recipient.clone())).map(|p| p.role) else {
                 continue;
             };
@@ -1603,6 +1652,7 @@ impl Relay {
             }
         }
         self.issue(work);
+        self.release_waiting(peer);
         for bytes in statuses {
             self.receive(peer, bytes, Mode::Fetched, store);
         }
@@ -1625,6 +1675,9 @@ impl Relay {
 
     fn on_connected(&mut self, peer: &str) {
         let now = self.now;
+        // A new connection: pushes unanswered on the old one may be lost, and every pending
+        // delivery to the node is due now, so nothing needs to wait in line from before.
+        self.flights.remove(peer);
         let roster = Arc::clone(&self.roster);
         let hosted_there = |r: &AgencyId| roster.agency(r).is_some_and(|a| a.node == peer);
         let keys: Vec<(ContentId, AgencyId)> = self
@@ -1795,8 +1848,10 @@ impl Relay {
                 p.attempts = attempts;
             }
             self.reschedule(&key, now + delay);
-            pushes.insert((id, node));
-            sent += 1;
+            if pushes.contains(&(id, node.clone())) || self.take_push_slot(&node, key) {
+                pushes.insert((id, node));
+                sent += 1;
+            }
         }
         self.issue(work);
         for (id, peer) in pushes {
@@ -1817,6 +1872,69 @@ impl Relay {
                     },
                 });
             }
+        }
+    }
+
+    /// Whether delivery `key` may be pushed to `node` now: a slot in the node's window is
+    /// taken, or the delivery waits in line for one. A delivery still unanswered from its
+    /// last push has timed out: the node turns silent and gets probes only.
+    fn take_push_slot(&mut self, node: &str, key: (ContentId, AgencyId)) -> bool {
+        if node == self.config.node {
+            return true;
+        }
+        let flight = self.flights.entry(node.to_owned()).or_default();
+        if flight.unanswered.remove(&key) {
+            flight.silent = true;
+        }
+        if flight.unanswered.len() < flight.window(&self.config) {
+            flight.unanswered.insert(key);
+            return true;
+        }
+        if flight.queued.insert(key.clone()) {
+            if flight.waiting.len() >= self.config.max_deliveries {
+                // Places of deliveries that ended meanwhile: dropped here, so the line stays
+                // within the pending deliveries.
+                let queued = &flight.queued;
+                flight.waiting.retain(|k| queued.contains(k));
+            }
+            flight.waiting.push_back(key);
+        }
+        false
+    }
+
+    /// `node` answered for delivery `key`: its slot is free, and the node is not silent.
+    fn answered(&mut self, node: &str, key: &(ContentId, AgencyId)) {
+        if let Some(flight) = self.flights.get_mut(node) {
+            flight.unanswered.remove(key);
+            flight.silent = false;
+        }
+    }
+
+    /// Makes as many waiting deliveries due now as `node`'s window has free slots.
+    fn release_waiting(&mut self, node: &str) {
+        let now = self.now;
+        let Some(flight) = self.flights.get_mut(node) else {
+            return;
+        };
+        let mut free = flight
+            .window(&self.config)
+            .saturating_sub(flight.unanswered.len());
+        let mut due = Vec::new();
+        while free > 0 {
+            let Some(key) = flight.waiting.pop_front() else {
+                break;
+            };
+            flight.queued.remove(&key);
+            if self.pending.contains_key(&key) && !flight.unanswered.contains(&key) {
+                due.push(key);
+                free -= 1;
+            }
+        }
+        if flight.is_idle() {
+            self.flights.remove(node);
+        }
+        for key in due {
+            self.reschedule(&key, now);
         }
     }
 
