@@ -250,16 +250,30 @@ fn table_options(cache: &Cache) -> BlockBasedOptions {
     table
 }
 
-fn family_options(config: &StoreConfig, cache: &Cache) -> Options {
+/// Families whose values are large and written once (envelopes, sealed chunks): their
+/// values go to blob files at flush and stay there, so compactions move only the keys
+/// instead of rewriting every envelope several times (RocksDB's integrated BlobDB).
+const BLOB_FAMILIES: [Family; 2] = [Family::Envelopes, Family::Chunks];
+/// Smallest value kept in a blob file; smaller ones stay in the table.
+const MIN_BLOB_BYTES: u64 = 512;
+
+fn family_options(config: &StoreConfig, cache: &Cache, name: &str) -> Options {
     let mut options = Options::default();
     options.set_block_based_table_factory(&table_options(cache));
     options.set_write_buffer_size(config.write_buffer_bytes);
     options.set_max_write_buffer_number(2);
+    if BLOB_FAMILIES.iter().any(|f| f.name() == name) {
+        options.set_enable_blob_files(true);
+        options.set_min_blob_size(MIN_BLOB_BYTES);
+        options.set_blob_file_size(64 << 20);
+        // Deleted envelopes' space is reclaimed when compactions reach their blob files.
+        options.set_enable_blob_gc(true);
+    }
     options
 }
 
 fn db_options(config: &StoreConfig, cache: &Cache) -> Options {
-    let mut options = family_options(config, cache);
+    let mut options = family_options(config, cache, rocksdb::DEFAULT_COLUMN_FAMILY_NAME);
     options.create_if_missing(true);
     options.create_missing_column_families(true);
     options.set_max_open_files(config.max_open_files);
@@ -299,9 +313,10 @@ impl Store {
                 }
             }
         }
-        let descriptors = names
-            .into_iter()
-            .map(|name| ColumnFamilyDescriptor::new(name, family_options(&config, &cache)));
+        let descriptors = names.into_iter().map(|name| {
+            let options = family_options(&config, &cache, &name);
+            ColumnFamilyDescriptor::new(name, options)
+        });
         let db = DB::open_cf_descriptors(&options, &path, descriptors).map_err(|source| {
             StoreError::Open {
                 path: path.clone(),
