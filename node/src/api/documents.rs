@@ -41,7 +41,7 @@ use super::dto::{
 use super::extract::{JsonBody, JsonOrEdxml, PathParams, QueryParams};
 use super::open::Party;
 use super::problem::Problem;
-use crate::send::SendPath;
+use crate::send::{InProgress, SendPath};
 
 /// Longest idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -212,9 +212,15 @@ async fn send(
         .await?;
     }
     // Decoding base64 or XML, validating, encoding and hashing up to tens of MiB is CPU
-    // work: off the async workers.
+    // work, and reading the idempotency record may wait on the disk: both off the async
+    // workers, in one hop.
     let roster = state.roster();
-    let decode = move |_: &ApiState| {
+    let key_field = if headers.contains_key("idempotency-key") {
+        "idempotency-key"
+    } else {
+        "header.document_id"
+    };
+    let decode = move |state: &ApiState| {
         let document = match body {
             // JSON: `business` may be left `new`; the route sets it.
             JsonOrEdxml::Json(mut request) => {
@@ -260,9 +266,16 @@ async fn send(
             .to_bytes()
             .map_err(|e| Problem::invalid("header", e.to_string()))?;
         let fingerprint = send_fingerprint(kind, refers_to, &plaintext);
-        Ok((document, to, plaintext, fingerprint))
+        // Claimed only for a sender hosted here with a well-formed key; what the claim says
+        // is used only after the checks below (authorization first).
+        let key = idempotency_key(&headers, tenant, &document.header.document_id);
+        let claim = match &key {
+            Ok(key) if state.hosts(tenant) => Some(state.claim(key, &fingerprint)),
+            _ => None,
+        };
+        Ok((document, to, plaintext, fingerprint, key, claim))
     };
-    let (document, to, plaintext, fingerprint) = state.blocking(decode).await?;
+    let (document, to, plaintext, fingerprint, key, claim) = state.blocking(decode).await?;
     let from = document.header.from.organ_id.clone();
     if let SendForm::Edxml = form {
         authorize(&state, &caller, &from, refers_to, form).await?;
@@ -273,11 +286,9 @@ async fn send(
                 .field(form.sender_field()),
         );
     }
-    let key = idempotency_key(&headers, &from, &document.header.document_id)?;
-    let key_field = if headers.contains_key("idempotency-key") {
-        "idempotency-key"
-    } else {
-        "header.document_id"
+    let key = key?;
+    let Some(claim) = claim else {
+        return Err(Problem::internal("the send was not claimed"));
     };
     let once = SendOnce {
         tenant: &from,
@@ -290,7 +301,11 @@ async fn send(
         key,
         extra: Vec::new(),
     };
-    let (id, duplicate) = match state.send_once(once).await {
+    let sent = match claim {
+        Ok(claim) => state.send_claimed(once, claim).await,
+        Err(e) => Err(e),
+    };
+    let (id, duplicate) = match sent {
         Ok(sent) => sent,
         Err(SendOnceError::InProgress) => {
             return Err(
@@ -381,7 +396,40 @@ pub(crate) fn document_id_key(tenant: &AgencyId, document_id: &str) -> Vec<u8> {
     key
 }
 
+/// What the idempotency record says of a send under its key ([`ApiState::claim`]).
+#[derive(Debug)]
+pub(crate) enum Claim {
+    /// No earlier send: this one may go. The key is held in progress until this is dropped.
+    Fresh(InProgress),
+    /// The same request was sent before, as this envelope.
+    Earlier(ContentId),
+}
+
 impl ApiState {
+    /// Holds `key` in progress and reads its idempotency record: a fresh send, the same
+    /// request sent earlier, or (errors) a request in progress or the key reused for a
+    /// different one. Blocking.
+    pub(crate) fn claim(&self, key: &[u8], fingerprint: &[u8; 32]) -> Result<Claim, SendOnceError> {
+        let Some(in_progress) = self.inner.send.begin(key) else {
+            return Err(SendOnceError::InProgress);
+        };
+        let earlier = self
+            .inner
+            .store
+            .get(Column::Meta, key)
+            .map_err(|e| SendOnceError::Failed(e.into()))?;
+        let Some(record) = earlier else {
+            return Ok(Claim::Fresh(in_progress));
+        };
+        let corrupt = || SendOnceError::Failed(Problem::internal("corrupt idempotency record"));
+        let (id, earlier_fingerprint) = record.split_at_checked(32).ok_or_else(corrupt)?;
+        let id = ContentId(id.try_into().map_err(|_| corrupt())?);
+        if earlier_fingerprint != fingerprint {
+            return Err(SendOnceError::Reused(id));
+        }
+        Ok(Claim::Earlier(id))
+    }
+
     /// Sends `once.document` unless its key already names a send: returns the content id
     /// and whether it was an earlier send's. The idempotency record (content id ‖
     /// fingerprint), the document's reference and `once.extra` are written in the
@@ -390,23 +438,24 @@ impl ApiState {
         &self,
         once: SendOnce<'_>,
     ) -> Result<(ContentId, bool), SendOnceError> {
-        let Some(_in_progress) = self.inner.send.begin(&once.key) else {
-            return Err(SendOnceError::InProgress);
-        };
-        let lookup = once.key.clone();
-        let earlier = self
-            .blocking(move |s| Ok(s.inner.store.get(Column::Meta, &lookup)?))
+        let (key, fingerprint) = (once.key.clone(), once.fingerprint);
+        let claim = self
+            .blocking(move |s| Ok(s.claim(&key, &fingerprint)))
             .await
-            .map_err(SendOnceError::Failed)?;
-        if let Some(record) = earlier {
-            let corrupt = || SendOnceError::Failed(Problem::internal("corrupt idempotency record"));
-            let (id, earlier_fingerprint) = record.split_at_checked(32).ok_or_else(corrupt)?;
-            let id = ContentId(id.try_into().map_err(|_| corrupt())?);
-            if earlier_fingerprint != once.fingerprint {
-                return Err(SendOnceError::Reused(id));
-            }
-            return Ok((id, true));
-        }
+            .map_err(SendOnceError::Failed)??;
+        self.send_claimed(once, claim).await
+    }
+
+    /// [`send_once`](Self::send_once) after its [`claim`](Self::claim).
+    pub(crate) async fn send_claimed(
+        &self,
+        once: SendOnce<'_>,
+        claim: Claim,
+    ) -> Result<(ContentId, bool), SendOnceError> {
+        let _in_progress = match claim {
+            Claim::Earlier(id) => return Ok((id, true)),
+            Claim::Fresh(in_progress) => in_progress,
+        };
         let header = &once.document.header;
         let routing = Routing {
             doc_type: Some(header.document_type.clone()),
