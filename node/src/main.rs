@@ -267,8 +267,13 @@ fn init(
 fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path, overrides.with_env())
         .with_context(|| format!("configuration {}", config_path.display()))?;
+    // The blocking pool runs short CPU work (decoding, sealing checks) and store reads: a
+    // few threads per core keep them busy; tokio's default (512) lets a burst of requests
+    // start dozens of threads that only take turns on the cores.
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(4 * cores)
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
