@@ -23,7 +23,7 @@ use anyhow::{Context as _, anyhow, bail, ensure};
 use base64::Engine as _;
 use clap::Parser;
 use lienthong_protocol::agency::AgencyId;
-use lienthong_tests::{Federation, wait_until};
+use lienthong_tests::{Federation, percentile, wait_until};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde_json::{Value, json};
@@ -95,14 +95,6 @@ impl Figures {
         let one = load.split_whitespace().next().unwrap_or("?").to_owned();
         self.put(&format!("load_{when}"), one);
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 fn ms(d: Duration) -> f64 {
