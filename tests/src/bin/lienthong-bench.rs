@@ -12,7 +12,7 @@
               figures is its purpose"
 )]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,7 +32,8 @@ use serde_json::{Value, json};
 #[derive(Debug, Parser)]
 #[command(name = "lienthong-bench", version, about)]
 struct Cli {
-    /// The reduced set (under 5 minutes): shorter runs, 10 nodes only, a 100 k-entry ledger.
+    /// The reduced set (under 5 minutes after the build): shorter runs, 10 nodes only, 50 k
+    /// ledger appends, a 100 k-entry audit replay.
     #[arg(long)]
     quick: bool,
     /// The `nats-server` binary (2.10 or later, for `sync_interval: always`).
@@ -41,7 +42,8 @@ struct Cli {
     /// Where to write `figures.txt`, `table.md` and the SVG plots.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Only these scenarios (comma-separated): ingest, e2e, ledger, replay, crypto.
+    /// Only these scenarios (comma-separated): crypto, ingest, e2e (with the wire bytes),
+    /// ledger, replay.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Repetitions of each ingest run (the median is reported).
@@ -133,14 +135,37 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
                 .context("ingest scenario")?,
         );
     }
-    if cli.wants("e2e") {
-        let counts: &[usize] = if cli.quick { &[10] } else { &[10, 50] };
-        for &nodes in counts {
-            let lat = e2e_scenario(cli, nodes, &mut figures)
+    let counts: &[usize] = if cli.quick { &[10] } else { &[10, 50] };
+    let seconds = if cli.quick { 5 } else { 15 };
+    for &nodes in counts {
+        if cli.wants("e2e") {
+            let spec = E2e {
+                nodes,
+                attachment: 1024,
+                rate: 200,
+                seconds,
+                suffix: nodes.to_string(),
+                wire: format!("wire_bytes_per_byte_1k_{nodes}"),
+            };
+            let lat = e2e_scenario(&spec, &mut figures)
                 .await
                 .with_context(|| format!("end-to-end scenario at {nodes} nodes"))?;
-            latencies.push((nodes, lat));
+            latencies.push((format!("lienthong, {nodes} node processes"), lat));
         }
+    }
+    if cli.wants("e2e") {
+        // Large documents: the wire overhead where framing is amortised.
+        let spec = E2e {
+            nodes: 3,
+            attachment: 65_536,
+            rate: 100,
+            seconds: 3,
+            suffix: "64k_3".into(),
+            wire: "wire_bytes_per_byte_64k".into(),
+        };
+        e2e_scenario(&spec, &mut figures)
+            .await
+            .context("end-to-end scenario with 64 KiB documents")?;
     }
     if cli.wants("ledger") {
         ledger_scenario(cli, &mut figures)
@@ -705,20 +730,48 @@ async fn jetstream_run(
 // ---------------------------------------------------------------------------------------
 // End to end: send → recipient DMS across node processes.
 
-async fn e2e_scenario(
-    cli: &Cli,
+/// One end-to-end run: its shape and the names of its figures.
+#[derive(Debug, Clone)]
+struct E2e {
     nodes: usize,
-    figures: &mut Figures,
-) -> anyhow::Result<Vec<Duration>> {
-    let rate = 200u64;
-    let seconds = if cli.quick { 5 } else { 15 };
-    figures.load(&format!("e2e_{nodes}"));
+    /// Attachment bytes per document.
+    attachment: usize,
+    /// Documents per second, all nodes together.
+    rate: u64,
+    seconds: u64,
+    /// Suffix of the run's figures (`e2e_p99_ms_<suffix>`).
+    suffix: String,
+    /// Name of its wire figure (bytes sent by every node's transport per attachment byte
+    /// delivered).
+    wire: String,
+}
+
+/// Send → recipient DMS across node processes (one tenant each, no central node), and the
+/// bytes on the wire per delivered byte. The driver follows every inbox over server-sent
+/// events, sends one warm-up document per node, then posts documents between random pairs
+/// at `rate` for `seconds`; latency runs from a send's scheduled time to the recipient's
+/// event. Wire bytes: what every connection between the nodes' libp2p ports sent (see
+/// [`tcp_sent`]: Noise and Yamux framing included) from after the warm-up until every
+/// delivery is confirmed (pushes, acknowledgements, gossip and pings; no ledger traffic, as
+/// there is no central node), divided by the attachment bytes delivered (one recipient per
+/// document). A 2 s window with nothing sent before the timed part gives the background rate.
+async fn e2e_scenario(spec: &E2e, figures: &mut Figures) -> anyhow::Result<Vec<Duration>> {
+    let E2e {
+        nodes,
+        attachment,
+        rate,
+        seconds,
+        ref suffix,
+        ref wire,
+    } = *spec;
+    ensure!(nodes >= 2, "an end-to-end run needs two nodes");
+    figures.load(&format!("e2e_{suffix}"));
     let codes: Vec<String> = (0..nodes)
         .map(|i| format!("000.00.00.H{:02}", 10 + i))
         .collect();
     let tenants: Vec<[&str; 1]> = codes.iter().map(|c| [c.as_str()]).collect();
-    let spec: Vec<&[&str]> = tenants.iter().map(|t| t.as_slice()).collect();
-    let mut fed = Federation::generate(20 + nodes as u64, &spec).context("generating")?;
+    let specs: Vec<&[&str]> = tenants.iter().map(|t| t.as_slice()).collect();
+    let mut fed = Federation::generate(20 + nodes as u64, &specs).context("generating")?;
     for i in 0..nodes {
         fed.nodes[i].start().context("starting a node")?;
     }
@@ -727,49 +780,43 @@ async fn e2e_scenario(
             .await
             .with_context(|| format!("node {i} ready"))?;
     }
+    let p2p_ports: HashSet<u16> = fed.generated.nodes.iter().map(|n| n.spec.port).collect();
     let client = http_client(64)?;
     // Follow every node's inbox (server-sent events): when each document arrives.
     let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let mut streams = tokio::task::JoinSet::new();
     for node in &fed.nodes {
         let (tenant, token) = node.tenant();
-        let url = format!("{}/v1/inbox/stream?tenant={tenant}", node.api);
-        let stream_client = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .build()
-            .context("SSE client")?;
-        let response = stream_client
-            .get(&url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .context("opening the inbox stream")?;
-        ensure!(
-            response.status().is_success(),
-            "inbox stream: {}",
-            response.status()
-        );
+        let response = open_inbox_stream(&node.api, tenant, token).await?;
         streams.spawn(follow(response, arrived.clone()));
     }
-    let senders: Vec<(String, String, Arc<Template>)> = (0..nodes)
-        .map(|i| {
-            let (from, token) = fed.nodes[i].tenant();
-            let to = fed.nodes[(i + 1) % nodes].tenant().0;
-            Ok((
-                format!("{}/v1/documents", fed.nodes[i].api),
-                token.to_owned(),
-                Arc::new(Template::new(from, to, 1024, i as u64)?),
-            ))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    // Templates to random recipients: one per (from, to) pair, built on demand.
+    // Templates per (from, to) pair, built on demand.
     let mut templates: HashMap<(usize, usize), Arc<Template>> = HashMap::new();
+    let mut template = |from: usize, to: usize, seed: u64| -> anyhow::Result<Arc<Template>> {
+        if let Some(t) = templates.get(&(from, to)) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(Template::new(
+            fed.nodes[from].tenant().0,
+            fed.nodes[to].tenant().0,
+            attachment,
+            seed,
+        )?);
+        templates.insert((from, to), t.clone());
+        Ok(t)
+    };
+    let senders: Vec<(String, String)> = fed
+        .nodes
+        .iter()
+        .map(|n| (format!("{}/v1/documents", n.api), n.tenant().1.to_owned()))
+        .collect();
     let mut rng = ChaCha20Rng::seed_from_u64(7);
     // Warm-up: each node sends one document to the next, delivered before the clock starts.
     let mut warm = Vec::new();
-    for (i, (url, token, template)) in senders.iter().enumerate() {
+    for (i, (url, token)) in senders.iter().enumerate() {
+        let body = template(i, (i + 1) % nodes, i as u64)?.fill(&format!("warm-{i}"));
         warm.push(
-            post_document(&client, url, token, template.fill(&format!("warm-{i}")))
+            post_document(&client, url, token, body)
                 .await
                 .context("warm-up send")?,
         );
@@ -788,6 +835,16 @@ async fn e2e_scenario(
         },
     )
     .await?;
+    wait_settled(&fed).await?;
+    // A measurement window, not a wait for a condition: what the transports send with no
+    // document moving (gossip heartbeats, pings), to tell the background from the rest.
+    let idle_from = tcp_sent(&p2p_ports)?;
+    let idle_start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let wire_before = tcp_sent(&p2p_ports)?;
+    let counted_from = Instant::now();
+    let idle_per_s =
+        wire_delta(&idle_from, &wire_before).0 as f64 / idle_start.elapsed().as_secs_f64();
 
     let total = rate * seconds;
     let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
@@ -799,20 +856,8 @@ async fn e2e_scenario(
         let scheduled = Instant::now();
         let from = usize::try_from(rng.next_u32())? % nodes;
         let to = (from + 1 + usize::try_from(rng.next_u32())? % (nodes - 1)) % nodes;
-        let template = match templates.get(&(from, to)) {
-            Some(t) => t.clone(),
-            None => {
-                let t = Arc::new(Template::new(
-                    fed.nodes[from].tenant().0,
-                    fed.nodes[to].tenant().0,
-                    1024,
-                    n,
-                )?);
-                templates.insert((from, to), t.clone());
-                t
-            }
-        };
-        let (url, token, _) = &senders[from];
+        let template = template(from, to, n)?;
+        let (url, token) = &senders[from];
         let (client, url, token) = (client.clone(), url.clone(), token.clone());
         let permit = in_flight.clone().acquire_owned().await?;
         sends.spawn(async move {
@@ -839,28 +884,55 @@ async fn e2e_scenario(
     })
     .await;
     streams.abort_all();
-    let seen = arrived
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut lat: Vec<Duration> = scheduled
-        .iter()
-        .filter_map(|(id, at)| seen.get(id).map(|t| t.saturating_duration_since(*at)))
-        .collect();
-    lat.sort_unstable();
+    // The senders' deliveries confirmed (the recipients' acknowledgements sent) before the
+    // bytes are read again, so each delivery's whole exchange is counted.
+    let settled = wait_settled(&fed).await;
+    let wire_after = tcp_sent(&p2p_ports)?;
+    let counted = counted_from.elapsed().as_secs_f64();
+    let lat: Vec<Duration> = {
+        let seen = arrived
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut lat: Vec<Duration> = scheduled
+            .iter()
+            .filter_map(|(id, at)| seen.get(id).map(|t| t.saturating_duration_since(*at)))
+            .collect();
+        lat.sort_unstable();
+        lat
+    };
     figures.put(
-        &format!("e2e_delivered_{nodes}"),
+        &format!("e2e_delivered_{suffix}"),
         format!("{}/{}", lat.len(), scheduled.len()),
     );
-    figures.num(&format!("e2e_p50_ms_{nodes}"), ms(percentile(&lat, 0.5)), 2);
     figures.num(
-        &format!("e2e_p99_ms_{nodes}"),
+        &format!("e2e_p50_ms_{suffix}"),
+        ms(percentile(&lat, 0.5)),
+        2,
+    );
+    figures.num(
+        &format!("e2e_p99_ms_{suffix}"),
         ms(percentile(&lat, 0.99)),
         2,
     );
     figures.num(
-        &format!("e2e_max_ms_{nodes}"),
+        &format!("e2e_max_ms_{suffix}"),
         ms(lat.last().copied().unwrap_or_default()),
         2,
+    );
+    let (sent, closed) = wire_delta(&wire_before, &wire_after);
+    let delivered = (lat.len() * attachment) as f64;
+    figures.num(wire, sent as f64 / delivered.max(1.0), 2);
+    figures.num(&format!("wire_idle_bytes_per_s_{suffix}"), idle_per_s, 0);
+    figures.put(
+        &format!("{wire}_detail"),
+        format!(
+            "{sent} B sent over {} connections ({closed} closed during the run) in {counted:.1} \
+             s for {} documents of {attachment} B, of which about {:.0} B background at the \
+             idle rate",
+            wire_after.len(),
+            lat.len(),
+            idle_per_s * counted
+        ),
     );
     let rss: Vec<f64> = fed
         .nodes
@@ -868,12 +940,145 @@ async fn e2e_scenario(
         .filter_map(|n| n.pid().and_then(|p| rss_mib(p, "VmHWM").ok()))
         .collect();
     figures.num(
-        &format!("e2e_rss_peak_mib_{nodes}"),
+        &format!("e2e_rss_peak_mib_{suffix}"),
         rss.iter().copied().fold(0.0, f64::max),
         1,
     );
     all_arrived?;
+    settled?;
     Ok(lat)
+}
+
+/// Opens agency `tenant`'s inbox event stream (`GET /v1/inbox/stream`) on the node at
+/// `api`; the stream starts at the inbox's end.
+async fn open_inbox_stream(
+    api: &str,
+    tenant: &AgencyId,
+    token: &str,
+) -> anyhow::Result<reqwest::Response> {
+    let stream_client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .build()
+        .context("SSE client")?;
+    let response = stream_client
+        .get(format!("{api}/v1/inbox/stream?tenant={tenant}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .context("opening the inbox stream")?;
+    ensure!(
+        response.status().is_success(),
+        "inbox stream: {}",
+        response.status()
+    );
+    Ok(response)
+}
+
+/// Waits until no node has deliveries waiting for their recipient's confirmation
+/// (`pending_deliveries` of `GET /v1/health/ready`).
+async fn wait_settled(fed: &Federation) -> anyhow::Result<()> {
+    let probe = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .context("health client")?;
+    let urls: Vec<String> = fed
+        .nodes
+        .iter()
+        .map(|n| format!("{}/v1/health/ready", n.api))
+        .collect();
+    wait_until(
+        "every delivery is confirmed",
+        Duration::from_secs(60),
+        || {
+            let (probe, urls) = (probe.clone(), urls.clone());
+            async move {
+                for url in &urls {
+                    let pending = match probe.get(url).send().await {
+                        Ok(r) => r
+                            .bytes()
+                            .await
+                            .ok()
+                            .and_then(|b| serde_json::from_slice::<Value>(&b).ok()),
+                        Err(_) => None,
+                    }
+                    .and_then(|h| h["pending_deliveries"].as_u64());
+                    if pending != Some(0) {
+                        return false;
+                    }
+                }
+                true
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// A TCP connection: its local and peer addresses as `ss` prints them.
+type Socket = (String, String);
+
+/// What each established TCP connection with an end on one of `ports` (the nodes' libp2p
+/// listening ports) has sent so far: the kernel's `tcp_info.bytes_sent`, read with `ss`
+/// (iproute2). That is everything the libp2p transport writes: multistream-select, the
+/// Noise handshake and frames (length and tag), Yamux headers and the protocols' bytes.
+/// libp2p's own bandwidth counters count only the bytes of the streams, and the nodes do
+/// not serve them on `/metrics`.
+fn tcp_sent(ports: &HashSet<u16>) -> anyhow::Result<HashMap<Socket, u64>> {
+    let out = Command::new("ss")
+        .args(["-tinH", "state", "established"])
+        .output()
+        .context("running ss (iproute2)")?;
+    ensure!(
+        out.status.success(),
+        "ss: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let port_of = |addr: &str| {
+        addr.rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+    };
+    let mut sockets = HashMap::new();
+    let mut current: Option<Socket> = None;
+    for line in text.lines() {
+        if line.starts_with(char::is_whitespace) {
+            // The details of the socket on the line before.
+            let Some(socket) = current.take() else {
+                continue;
+            };
+            let sent = line
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix("bytes_sent:"))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            sockets.insert(socket, sent);
+        } else {
+            // Recv-Q, Send-Q, local address, peer address.
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            current = match fields.as_slice() {
+                [_, _, local, peer, ..]
+                    if [local, peer]
+                        .iter()
+                        .any(|a| port_of(a).is_some_and(|p| ports.contains(&p))) =>
+                {
+                    Some(((*local).to_owned(), (*peer).to_owned()))
+                }
+                _ => None,
+            };
+        }
+    }
+    Ok(sockets)
+}
+
+/// Bytes sent between two readings of [`tcp_sent`], and how many connections of the first
+/// closed in between (their bytes after the first reading are not counted).
+fn wire_delta(before: &HashMap<Socket, u64>, after: &HashMap<Socket, u64>) -> (u64, usize) {
+    let sent = after
+        .iter()
+        .map(|(s, n)| n.saturating_sub(before.get(s).copied().unwrap_or(0)))
+        .sum();
+    let closed = before.keys().filter(|s| !after.contains_key(*s)).count();
+    (sent, closed)
 }
 
 /// Reads a server-sent event stream of inbox entries, recording when each document
@@ -1121,7 +1326,7 @@ fn write_outputs(
     out: &Path,
     figures: &Figures,
     ingest: Option<&[IngestPoint]>,
-    latencies: &[(usize, Vec<Duration>)],
+    latencies: &[(String, Vec<Duration>)],
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     let mut text = String::new();
@@ -1164,6 +1369,9 @@ fn table(figures: &Figures) -> anyhow::Result<String> {
             20.0,
             "JetStream fan-out p99 5.8 ms",
         ),
+        ("wire_bytes_per_byte_1k_10", "≤ 4× (1 KiB)", 4.0, "—"),
+        ("wire_bytes_per_byte_1k_50", "≤ 4× (1 KiB)", 4.0, "—"),
+        ("wire_bytes_per_byte_64k", "≤ 1.2× (64 KiB)", 1.2, "—"),
         (
             "ledger_append_per_s",
             "≥ 20 000 /s",
@@ -1312,8 +1520,8 @@ fn ingest_svg(points: &[IngestPoint]) -> anyhow::Result<String> {
     Ok(svg)
 }
 
-/// Cumulative distribution of send → recipient inbox latency, one line per node count.
-fn latency_svg(latencies: &[(usize, Vec<Duration>)]) -> anyhow::Result<String> {
+/// Cumulative distribution of send → recipient inbox latency, one line per run.
+fn latency_svg(latencies: &[(String, Vec<Duration>)]) -> anyhow::Result<String> {
     let (w, h, left, bottom, top) = (720.0, 360.0, 70.0, 50.0, 40.0);
     // A log scale from 0.5 ms to the largest latency.
     let max_ms = latencies
@@ -1374,7 +1582,7 @@ fn latency_svg(latencies: &[(usize, Vec<Duration>)]) -> anyhow::Result<String> {
             &format!("{}%", k * 25),
         )?;
     }
-    for (k, (nodes, lat)) in latencies.iter().enumerate() {
+    for (k, (label, lat)) in latencies.iter().enumerate() {
         let colour = ["#2a6f97", "#c1121f", "#588157"][k % 3];
         let mut path = String::new();
         for (i, d) in lat.iter().enumerate() {
@@ -1394,7 +1602,7 @@ fn latency_svg(latencies: &[(usize, Vec<Duration>)]) -> anyhow::Result<String> {
             "start",
             12,
             &format!(
-                "{nodes} node processes: p50 {:.1} ms, p99 {p99:.1} ms",
+                "{label}: p50 {:.1} ms, p99 {p99:.1} ms",
                 ms(percentile(lat, 0.5))
             ),
         )?;
