@@ -32,8 +32,8 @@ use serde_json::{Value, json};
 #[derive(Debug, Parser)]
 #[command(name = "lienthong-bench", version, about)]
 struct Cli {
-    /// The reduced set (under 5 minutes after the build): shorter runs, 10 nodes only, 50 k
-    /// ledger appends, a 100 k-entry audit replay.
+    /// The reduced set (under 5 minutes after the build): shorter runs, 10 nodes only (and
+    /// JetStream fan-out to 9 consumers), 50 k ledger appends, a 100 k-entry audit replay.
     #[arg(long)]
     quick: bool,
     /// The `nats-server` binary (2.10 or later, for `sync_interval: always`).
@@ -43,7 +43,7 @@ struct Cli {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Only these scenarios (comma-separated): crypto, ingest, e2e (with the wire bytes),
-    /// ledger, replay.
+    /// fanout (JetStream), ledger, replay.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Repetitions of each ingest run (the median is reported).
@@ -151,6 +151,13 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("end-to-end scenario at {nodes} nodes"))?;
             latencies.push((format!("lienthong, {nodes} node processes"), lat));
+        }
+        // The anchor, right after the lienthong run of the same size.
+        if cli.wants("fanout") {
+            let lat = fanout_scenario(cli, nodes - 1, seconds, &mut figures)
+                .await
+                .with_context(|| format!("JetStream fan-out to {} consumers", nodes - 1))?;
+            latencies.push((format!("JetStream, fan-out to {}", nodes - 1), lat));
         }
     }
     if cli.wants("e2e") {
@@ -1112,6 +1119,200 @@ async fn follow(
 }
 
 // ---------------------------------------------------------------------------------------
+// JetStream fan-out: the anchor of the end-to-end latency.
+
+/// What one consumer received: (message number, when).
+type Received = Arc<Mutex<Vec<(u64, Instant)>>>;
+
+/// The anchor of the end-to-end latency: JetStream fan-out to `consumers` durable consumers
+/// (the other nodes of an e2e run of `consumers + 1`). A nats-server with `sync_interval:
+/// always` (fsync per message), a file-backed stream, one publisher at 200 messages/s of
+/// 1 KiB documents (the e2e's JSON bodies) for the e2e's seconds, each publish's
+/// acknowledgement awaited in its own task; `consumers` durable pull consumers
+/// (`AckPolicy::Explicit`), each on its own connection, acknowledging every message. The
+/// latency of every (message, consumer) pair, from the publish's scheduled time to the
+/// consumer's receipt, in the driver process as the e2e's.
+async fn fanout_scenario(
+    cli: &Cli,
+    consumers: usize,
+    seconds: u64,
+    figures: &mut Figures,
+) -> anyhow::Result<Vec<Duration>> {
+    use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
+    use async_nats::jetstream::stream::{Config, StorageType};
+    use futures::StreamExt as _;
+
+    const HEADER: &str = "Bench-N";
+    const WARM: u64 = u64::MAX;
+    let rate = 200u64;
+    let label = consumers + 1;
+    figures.load(&format!("fanout_{label}"));
+    let (server, js) = NatsServer::start(&cli.nats_server, 1).await?;
+    let js = js
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("no JetStream connection"))?;
+    let (name, subject) = ("FANOUT", "fanout.documents");
+    let stream = js
+        .create_stream(Config {
+            name: name.into(),
+            subjects: vec![subject.into()],
+            storage: StorageType::File,
+            ..Config::default()
+        })
+        .await
+        .map_err(|e| anyhow!("creating stream {name}: {e}"))?;
+    let received: Vec<Received> = (0..consumers).map(|_| Arc::default()).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (c, got) in received.iter().enumerate() {
+        let client = async_nats::connect(&server.url)
+            .await
+            .context("connecting a consumer")?;
+        let consumer: PullConsumer = async_nats::jetstream::new(client)
+            .get_stream(name)
+            .await
+            .map_err(|e| anyhow!("stream {name}: {e}"))?
+            .create_consumer(pull::Config {
+                durable_name: Some(format!("node{c}")),
+                ack_policy: AckPolicy::Explicit,
+                ..pull::Config::default()
+            })
+            .await
+            .map_err(|e| anyhow!("creating consumer {c}: {e}"))?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| anyhow!("consumer {c}'s messages: {e}"))?;
+        let got = got.clone();
+        tasks.spawn(async move {
+            while let Some(message) = messages.next().await {
+                let now = Instant::now();
+                let message = message.map_err(|e| anyhow!("consumer {c}: {e}"))?;
+                let n = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(HEADER))
+                    .and_then(|v| v.as_str().parse::<u64>().ok())
+                    .ok_or_else(|| anyhow!("a message without its number"))?;
+                message.ack().await.map_err(|e| anyhow!("ack: {e}"))?;
+                got.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((n, now));
+            }
+            anyhow::Ok(())
+        });
+    }
+    drop(stream);
+    let template = Template::new(
+        &AgencyId::parse("000.00.00.H10").context("agency id")?,
+        &AgencyId::parse("000.00.00.H11").context("agency id")?,
+        1024,
+        1,
+    )?;
+    let publish = |n: u64| {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(HEADER, n.to_string().as_str());
+        let js = js.clone();
+        let payload = template.fill(&format!("fanout-{n}"));
+        async move {
+            js.publish_with_headers(subject, headers, payload.into())
+                .await
+                .map_err(|e| anyhow!("publish: {e}"))
+        }
+    };
+    // Warm-up: one message every consumer has received before the clock starts.
+    publish(WARM)
+        .await?
+        .await
+        .map_err(|e| anyhow!("publish ack: {e}"))?;
+    let count = |received: &[Received]| -> usize {
+        received
+            .iter()
+            .map(|r| {
+                r.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .len()
+            })
+            .sum()
+    };
+    wait_until(
+        "every consumer has the warm-up message",
+        Duration::from_secs(30),
+        || {
+            let done = count(&received) >= consumers;
+            async move { done }
+        },
+    )
+    .await?;
+
+    let total = rate * seconds;
+    let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(512));
+    let mut acks = tokio::task::JoinSet::new();
+    let mut scheduled = Vec::with_capacity(usize::try_from(total)?);
+    for n in 0..total {
+        interval.tick().await;
+        scheduled.push(Instant::now());
+        let permit = in_flight.clone().acquire_owned().await?;
+        let ack = publish(n).await?;
+        acks.spawn(async move {
+            let acked = ack.await.map_err(|e| anyhow!("publish ack: {e}"));
+            drop(permit);
+            acked.map(drop)
+        });
+    }
+    while let Some(done) = acks.join_next().await {
+        done.context("a publish task panicked")??;
+    }
+    let expected = consumers * scheduled.len();
+    let all = wait_until(
+        "every consumer has every message",
+        Duration::from_secs(60),
+        || {
+            let done = count(&received) >= expected + consumers;
+            async move { done }
+        },
+    )
+    .await;
+    tasks.abort_all();
+    let mut lat: Vec<Duration> = received
+        .iter()
+        .flat_map(|r| {
+            r.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        })
+        .filter_map(|(n, at)| {
+            let sent = scheduled.get(usize::try_from(n).ok()?)?;
+            Some(at.saturating_duration_since(*sent))
+        })
+        .collect();
+    lat.sort_unstable();
+    figures.put(
+        &format!("jetstream_fanout_delivered_{label}"),
+        format!("{}/{expected}", lat.len()),
+    );
+    figures.num(
+        &format!("jetstream_fanout_p50_ms_{label}"),
+        ms(percentile(&lat, 0.5)),
+        2,
+    );
+    figures.num(
+        &format!("jetstream_fanout_p99_ms_{label}"),
+        ms(percentile(&lat, 0.99)),
+        2,
+    );
+    figures.num(
+        &format!("jetstream_fanout_max_ms_{label}"),
+        ms(lat.last().copied().unwrap_or_default()),
+        2,
+    );
+    all?;
+    Ok(lat)
+}
+
+// ---------------------------------------------------------------------------------------
 // Ledger append (one central node's log, as bootstrap/benches/append.rs).
 
 async fn ledger_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<()> {
@@ -1364,10 +1565,22 @@ fn table(figures: &Figures) -> anyhow::Result<String> {
             "JetStream fan-out p99 1.9 ms",
         ),
         (
+            "jetstream_fanout_p99_ms_10",
+            "—",
+            f64::NAN,
+            "1.9 ms (DESIGN §8, 9 consumers)",
+        ),
+        (
             "e2e_p99_ms_50",
             "≤ 20 ms",
             20.0,
             "JetStream fan-out p99 5.8 ms",
+        ),
+        (
+            "jetstream_fanout_p99_ms_50",
+            "—",
+            f64::NAN,
+            "5.8 ms (DESIGN §8, 49 consumers)",
         ),
         ("wire_bytes_per_byte_1k_10", "≤ 4× (1 KiB)", 4.0, "—"),
         ("wire_bytes_per_byte_1k_50", "≤ 4× (1 KiB)", 4.0, "—"),
@@ -1520,7 +1733,8 @@ fn ingest_svg(points: &[IngestPoint]) -> anyhow::Result<String> {
     Ok(svg)
 }
 
-/// Cumulative distribution of send → recipient inbox latency, one line per run.
+/// Cumulative distribution of send → recipient inbox latency, one line per run (lienthong
+/// solid, the JetStream fan-out beside it dashed).
 fn latency_svg(latencies: &[(String, Vec<Duration>)]) -> anyhow::Result<String> {
     let (w, h, left, bottom, top) = (720.0, 360.0, 70.0, 50.0, 40.0);
     // A log scale from 0.5 ms to the largest latency.
@@ -1583,7 +1797,12 @@ fn latency_svg(latencies: &[(String, Vec<Duration>)]) -> anyhow::Result<String> 
         )?;
     }
     for (k, (label, lat)) in latencies.iter().enumerate() {
-        let colour = ["#2a6f97", "#c1121f", "#588157"][k % 3];
+        let colour = ["#2a6f97", "#e07a1f", "#c1121f", "#588157"][k % 4];
+        let dash = if label.starts_with("JetStream") {
+            r#" stroke-dasharray="6 3""#
+        } else {
+            ""
+        };
         let mut path = String::new();
         for (i, d) in lat.iter().enumerate() {
             let x = x_of(ms(*d));
@@ -1592,7 +1811,7 @@ fn latency_svg(latencies: &[(String, Vec<Duration>)]) -> anyhow::Result<String> 
         }
         writeln!(
             svg,
-            r#"<path d="{path}" fill="none" stroke="{colour}" stroke-width="2"/>"#
+            r#"<path d="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>"#
         )?;
         let p99 = ms(percentile(lat, 0.99));
         svg_text(
@@ -1608,7 +1827,7 @@ fn latency_svg(latencies: &[(String, Vec<Duration>)]) -> anyhow::Result<String> 
         )?;
         writeln!(
             svg,
-            r#"<line x1="{}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="{colour}" stroke-width="3"/>"#,
+            r#"<line x1="{}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="{colour}" stroke-width="3"{dash}/>"#,
             left - 2.0 + 0.0,
             left + 8.0,
             y = top + 14.0 + 16.0 * k as f64
