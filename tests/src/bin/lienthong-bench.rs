@@ -157,7 +157,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             let lat = fanout_scenario(cli, nodes - 1, seconds, &mut figures)
                 .await
                 .with_context(|| format!("JetStream fan-out to {} consumers", nodes - 1))?;
-            latencies.push((format!("JetStream, fan-out to {}", nodes - 1), lat));
+            latencies.push((format!("JetStream fan-out to {} consumers", nodes - 1), lat));
         }
     }
     if cli.wants("e2e") {
