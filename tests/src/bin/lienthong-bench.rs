@@ -853,15 +853,23 @@ async fn e2e_scenario(spec: &E2e, figures: &mut Figures) -> anyhow::Result<Vec<D
     )
     .await?;
     wait_settled(&fed).await?;
-    // A measurement window, not a wait for a condition: what the transports send with no
-    // document moving (gossip heartbeats, pings), to tell the background from the rest.
-    let idle_from = tcp_sent(&p2p_ports)?;
-    let idle_start = Instant::now();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let wire_before = tcp_sent(&p2p_ports)?;
-    let counted_from = Instant::now();
-    let idle_per_s =
-        wire_delta(&idle_from, &wire_before).0 as f64 / idle_start.elapsed().as_secs_f64();
+    // The wire bytes need `ss` (iproute2); without it the run goes on without them.
+    let wire_start = match tcp_sent(&p2p_ports) {
+        Ok(idle_from) => {
+            // A measurement window, not a wait for a condition: what the transports send
+            // with no document moving (gossip heartbeats, pings), the background.
+            let idle_start = Instant::now();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let before = tcp_sent(&p2p_ports)?;
+            let idle_per_s =
+                wire_delta(&idle_from, &before).0 as f64 / idle_start.elapsed().as_secs_f64();
+            Some((before, Instant::now(), idle_per_s))
+        }
+        Err(e) => {
+            figures.put(wire, format!("unavailable: {e:#}"));
+            None
+        }
+    };
 
     let total = rate * seconds;
     let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
@@ -904,8 +912,15 @@ async fn e2e_scenario(spec: &E2e, figures: &mut Figures) -> anyhow::Result<Vec<D
     // The senders' deliveries confirmed (the recipients' acknowledgements sent) before the
     // bytes are read again, so each delivery's whole exchange is counted.
     let settled = wait_settled(&fed).await;
-    let wire_after = tcp_sent(&p2p_ports)?;
-    let counted = counted_from.elapsed().as_secs_f64();
+    let wire_end = match wire_start {
+        Some((before, from, idle_per_s)) => Some((
+            before,
+            tcp_sent(&p2p_ports)?,
+            from.elapsed().as_secs_f64(),
+            idle_per_s,
+        )),
+        None => None,
+    };
     let lat: Vec<Duration> = {
         let seen = arrived
             .lock()
@@ -936,21 +951,23 @@ async fn e2e_scenario(spec: &E2e, figures: &mut Figures) -> anyhow::Result<Vec<D
         ms(lat.last().copied().unwrap_or_default()),
         2,
     );
-    let (sent, closed) = wire_delta(&wire_before, &wire_after);
-    let delivered = (lat.len() * attachment) as f64;
-    figures.num(wire, sent as f64 / delivered.max(1.0), 2);
-    figures.num(&format!("wire_idle_bytes_per_s_{suffix}"), idle_per_s, 0);
-    figures.put(
-        &format!("{wire}_detail"),
-        format!(
-            "{sent} B sent over {} connections ({closed} closed during the run) in {counted:.1} \
-             s for {} documents of {attachment} B, of which about {:.0} B background at the \
-             idle rate",
-            wire_after.len(),
-            lat.len(),
-            idle_per_s * counted
-        ),
-    );
+    if let Some((before, after, counted, idle_per_s)) = wire_end {
+        let (sent, closed) = wire_delta(&before, &after);
+        let delivered = (lat.len() * attachment) as f64;
+        figures.num(wire, sent as f64 / delivered.max(1.0), 2);
+        figures.num(&format!("wire_idle_bytes_per_s_{suffix}"), idle_per_s, 0);
+        figures.put(
+            &format!("{wire}_detail"),
+            format!(
+                "{sent} B sent over {} connections ({closed} closed during the run) in \
+                 {counted:.1} s for {} documents of {attachment} B, of which about {:.0} B \
+                 background at the idle rate",
+                after.len(),
+                lat.len(),
+                idle_per_s * counted
+            ),
+        );
+    }
     let rss: Vec<f64> = fed
         .nodes
         .iter()
