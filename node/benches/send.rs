@@ -8,6 +8,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod common;
+
+use common::percentile;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,10 +54,6 @@ fn roster() -> Arc<Roster> {
         ],
         central: vec![],
     })
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 async fn run(send: &SendPath, concurrency: usize, docs: usize) -> (f64, Duration, Duration) {

@@ -10,6 +10,10 @@
 // A benchmark stops at the first failure.
 #![allow(clippy::panic)]
 
+mod common;
+
+use common::percentile;
+
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -147,11 +151,6 @@ async fn pipeline_for(
         latencies.push(submitted.elapsed());
     }
     (started.elapsed(), latencies)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(index).copied().unwrap_or_default()
 }
 
 fn report(
