@@ -92,9 +92,10 @@ impl RelayConfig {
             max_custody_per_sender: 50_000,
             max_waiting_payloads: 10_000,
             max_sends_per_tick: 1_024,
-            // Below a node's inbound requests per peer (the network's 64; answers travel as
-            // requests too), so a full window is never refused by the receiving transport.
-            push_window: 48,
+            // Below a node's inbound requests per peer (the network's 256), so a full window
+            // is never refused by the receiving transport; wide enough that both ends work
+            // at once during a catch-up instead of taking turns.
+            push_window: 96,
             probe_window: 2,
             peer_burst: 4_096,
             peer_rate_per_s: 16_384,

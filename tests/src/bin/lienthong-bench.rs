@@ -1503,6 +1503,8 @@ async fn catchup_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<()
     } else {
         let why = if timed_out { "timed out" } else { "stalled" };
         figures.put("catchup_s", format!("incomplete: {why} after {secs:.1} s"));
+    }
+    if !complete || warnings.iter().any(|w| *w > 0) {
         for node in &fed.nodes {
             let log = std::fs::read_to_string(node.dir.join("node.log")).unwrap_or_default();
             let lines: Vec<&str> = log
