@@ -25,7 +25,7 @@ use crate::content_id::ContentId;
 use crate::envelope::{
     ENVELOPE_VERSION, EnvelopeBody, InlinePayload, Kind, Payload, Routing, SignedEnvelope,
 };
-use crate::keys::SigningKey;
+use crate::keys::{SigningKey, VerifyingKey};
 use crate::roster::Roster;
 use crate::status::{Party, Stage, StatusChain, StatusCode, StatusError};
 
@@ -761,6 +761,13 @@ enum Mode {
     Fetched,
 }
 
+/// An envelope decoded from bytes and verified with `key`: admitting it again skips both
+/// while `key` is still its sender's.
+struct Checked {
+    envelope: SignedEnvelope,
+    key: VerifyingKey,
+}
+
 /// Why an incoming envelope was not admitted.
 struct Rejection {
     reason: String,
@@ -1085,11 +1092,22 @@ impl Relay {
 
     /// Decodes and checks an incoming envelope: quota, shape, sender standing, signature,
     /// age.
-    fn admit(&mut self, peer: &str, bytes: &[u8]) -> Result<SignedEnvelope, Rejection> {
+    fn admit(
+        &mut self,
+        peer: &str,
+        bytes: &[u8],
+        checked: Option<Checked>,
+    ) -> Result<SignedEnvelope, Rejection> {
         if !self.take_token(peer) {
             return Err(Rejection::later("peer over its inbound quota"));
         }
-        let env = SignedEnvelope::decode(bytes).map_err(|e| Rejection::invalid(e.to_string()))?;
+        let (env, checked_with) = match checked {
+            Some(Checked { envelope, key }) => (envelope, Some(key)),
+            None => (
+                SignedEnvelope::decode(bytes).map_err(|e| Rejection::invalid(e.to_string()))?,
+                None,
+            ),
+        };
         let body = env.body();
         let sender = match self.roster.active_agency(&body.from) {
             Ok(entry) => entry,
@@ -1098,8 +1116,10 @@ impl Relay {
             }
             Err(e) => return Err(Rejection::refused(e.to_string())),
         };
-        env.verify(&sender.signing_key)
-            .map_err(|e| Rejection::invalid(e.to_string()))?;
+        if checked_with != Some(sender.signing_key) {
+            env.verify(&sender.signing_key)
+                .map_err(|e| Rejection::invalid(e.to_string()))?;
+        }
         if body.created_ms.saturating_add(self.config.max_age_ms) < self.now {
             return Err(Rejection::refused("expired"));
         }
@@ -1132,7 +1152,20 @@ impl Relay {
         mode: Mode,
         store: &impl StoreView,
     ) -> Verdict {
-        let env = match self.admit(peer, &bytes) {
+        self.receive_checked(peer, bytes, None, mode, store)
+    }
+
+    /// [`receive`](Self::receive) of an envelope that may already have been decoded and
+    /// verified (`checked`, made from these bytes), which is not done twice.
+    fn receive_checked(
+        &mut self,
+        peer: &str,
+        bytes: Vec<u8>,
+        checked: Option<Checked>,
+        mode: Mode,
+        store: &impl StoreView,
+    ) -> Verdict {
+        let env = match self.admit(peer, &bytes, checked) {
             Ok(env) => env,
             Err(rejection) => {
                 let id = SignedEnvelope::decode(&bytes)
@@ -1512,7 +1545,7 @@ impl Relay {
                 },
             });
         };
-        let env = match self.admit(peer, &bytes) {
+        let env = match self.admit(peer, &bytes, None) {
             Ok(env) => env,
             Err(rejection) => {
                 if rejection.penalize {
@@ -1629,7 +1662,7 @@ impl Relay {
                     status: Some(bytes),
                     ..
                 } => {
-                    if !self.is_arrival_of(&bytes, id, &recipient) {
+                    let Some(checked) = self.arrival_of(&bytes, id, &recipient) else {
                         self.actions.push_back(Action::Penalize {
                             peer: peer.to_owned(),
                             reason: format!(
@@ -1637,10 +1670,10 @@ impl Relay {
                             ),
                         });
                         continue;
-                    }
+                    };
                     if role == Role::Origin {
                         // Store the 01 like any status addressed to us; that ends the delivery.
-                        statuses.push(bytes);
+                        statuses.push((bytes, checked));
                     } else {
                         self.untrack(&mut work, store, id, &recipient, Outcome::Confirmed);
                     }
@@ -1656,24 +1689,28 @@ impl Relay {
         }
         self.issue(work);
         self.release_waiting(peer);
-        for bytes in statuses {
-            self.receive(peer, bytes, Mode::Fetched, store);
+        for (bytes, checked) in statuses {
+            self.receive_checked(peer, bytes, Some(checked), Mode::Fetched, store);
         }
     }
 
     /// Whether `bytes` is a status envelope validly signed by `recipient` about `document`.
-    fn is_arrival_of(&self, bytes: &[u8], document: ContentId, recipient: &AgencyId) -> bool {
-        let Ok(env) = SignedEnvelope::decode(bytes) else {
-            return false;
-        };
+    /// `bytes` decoded and verified, if they are a status envelope validly signed by
+    /// `recipient` about `document`.
+    fn arrival_of(
+        &self,
+        bytes: &[u8],
+        document: ContentId,
+        recipient: &AgencyId,
+    ) -> Option<Checked> {
+        let env = SignedEnvelope::decode(bytes).ok()?;
         let body = env.body();
-        let Some(entry) = self.roster.agency(recipient) else {
-            return false;
-        };
-        body.kind == Kind::Status
+        let key = self.roster.agency(recipient)?.signing_key;
+        let arrival = body.kind == Kind::Status
             && &body.from == recipient
             && body.routing.refers_to == Some(document)
-            && env.verify(&entry.signing_key).is_ok()
+            && env.verify(&key).is_ok();
+        arrival.then_some(Checked { envelope: env, key })
     }
 
     fn on_connected(&mut self, peer: &str) {
