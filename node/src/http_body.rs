@@ -1,5 +1,53 @@
-//! Reading HTTP answers from other nodes and services with a bound on their size: every
-//! answer read from the network goes through [`read_limited`].
+//! Reading HTTP bodies from the network with bounds: answers from other nodes and services
+//! ([`read_limited`], bounded in size) and requests to this node's listeners
+//! ([`read_request`], bounded in size and in how long the client may leave it waiting).
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use futures::StreamExt as _;
+
+/// Longest a request body may go without sending anything: a client that stalls midway
+/// (slowloris) gives up its slot instead of holding it.
+pub const REQUEST_BODY_IDLE: Duration = Duration::from_secs(30);
+
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestBodyError {
+    #[error("the body may be at most {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the body stalled: nothing arrived for {} s", .idle.as_secs())]
+    Stalled { idle: Duration },
+    #[error("the body was cut off: {0}")]
+    Broken(String),
+}
+
+/// Reads a request body of at most `limit` bytes (refused as soon as it goes past), each
+/// piece arriving within `idle` of the previous one.
+///
+/// # Errors
+/// [`RequestBodyError`]: too large, stalled, or cut off by the client.
+pub async fn read_request(
+    body: Body,
+    limit: usize,
+    idle: Duration,
+) -> Result<Bytes, RequestBodyError> {
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    loop {
+        let next = tokio::time::timeout(idle, stream.next())
+            .await
+            .map_err(|_| RequestBodyError::Stalled { idle })?;
+        let Some(chunk) = next else {
+            return Ok(Bytes::from(bytes));
+        };
+        let chunk = chunk.map_err(|e| RequestBodyError::Broken(e.to_string()))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(RequestBodyError::TooLarge { limit });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+}
 
 /// Why an answer could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -27,4 +75,47 @@ pub async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<V
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn body_of(pieces: Vec<Result<&'static [u8], std::io::Error>>) -> Body {
+        Body::from_stream(futures::stream::iter(pieces))
+    }
+
+    #[tokio::test]
+    async fn a_request_body_is_read_whole_within_its_limit() {
+        let body = body_of(vec![Ok(b"ab"), Ok(b"cd")]);
+        let read = read_request(body, 4, REQUEST_BODY_IDLE).await.unwrap();
+        assert_eq!(&read[..], b"abcd");
+    }
+
+    #[tokio::test]
+    async fn a_request_body_past_its_limit_or_cut_off_is_refused_saying_which() {
+        let long = body_of(vec![Ok(b"ab"), Ok(b"cde")]);
+        let err = read_request(long, 4, REQUEST_BODY_IDLE).await.unwrap_err();
+        assert!(
+            matches!(err, RequestBodyError::TooLarge { limit: 4 }),
+            "{err}"
+        );
+        let cut = body_of(vec![Ok(b"ab"), Err(std::io::Error::other("reset"))]);
+        let err = read_request(cut, 4, REQUEST_BODY_IDLE).await.unwrap_err();
+        assert!(matches!(err, RequestBodyError::Broken(_)), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_body_that_stalls_is_given_up() {
+        let stalled = futures::stream::iter([Ok::<_, std::io::Error>(&b"ab"[..])])
+            .chain(futures::stream::pending());
+        let err = read_request(Body::from_stream(stalled), 4, Duration::from_secs(30))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the body stalled: nothing arrived for 30 s"
+        );
+    }
 }

@@ -4,6 +4,8 @@
 //! parameters.
 
 use axum::body::Bytes;
+
+use crate::http_body::RequestBodyError;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
@@ -27,9 +29,17 @@ pub async fn read_body(request: Request, limit: usize) -> Result<Bytes, Problem>
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(Problem::too_large(limit));
     }
-    axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map_err(|_| Problem::too_large(limit))
+    crate::http_body::read_request(
+        request.into_body(),
+        limit,
+        crate::http_body::REQUEST_BODY_IDLE,
+    )
+    .await
+    .map_err(|e| match e {
+        RequestBodyError::TooLarge { limit } => Problem::too_large(limit),
+        e @ RequestBodyError::Stalled { .. } => Problem::request_timeout(e.to_string()),
+        e @ RequestBodyError::Broken(_) => Problem::bad_request(e.to_string()),
+    })
 }
 
 /// The request's media type, lowercased, without parameters (`application/json`).

@@ -119,6 +119,16 @@ impl Problem {
     }
 
     /// 415: the body's media type is not accepted here.
+    /// 408: the client stopped sending its request.
+    pub fn request_timeout(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            "Request body stalled",
+            detail,
+        )
+    }
+
     pub fn unsupported_media_type(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -30,6 +30,8 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
+
+use crate::http_body::RequestBodyError;
 use lienthong_protocol::agency::AgencyId;
 use lienthong_protocol::edxml::MAX_EDXML_LEN;
 use lienthong_protocol::keys::EncryptionSecret;
@@ -257,9 +259,12 @@ async fn call(
     } else {
         None
     };
-    let body = axum::body::to_bytes(body, limit)
+    let body = crate::http_body::read_request(body, limit, crate::http_body::REQUEST_BODY_IDLE)
         .await
-        .map_err(|_| HubError::TooLarge { limit })?;
+        .map_err(|e| match e {
+            RequestBodyError::TooLarge { limit } => HubError::TooLarge { limit },
+            e => HubError::Body(e.to_string()),
+        })?;
     let call = ops::Call {
         hub,
         system,

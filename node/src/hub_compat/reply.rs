@@ -27,6 +27,9 @@ pub enum HubError {
     /// The body is larger than the limit.
     #[error("the body may be at most {limit} bytes")]
     TooLarge { limit: usize },
+    /// The body stalled or was cut off.
+    #[error("{0}")]
+    Body(String),
     /// Too many calls in progress.
     #[error("too many calls in progress; retry shortly")]
     Busy,
@@ -105,6 +108,7 @@ impl HubError {
             Self::MethodNotAllowed { .. } => "102",
             Self::TooLarge { .. } => "103",
             Self::Busy => "104",
+            Self::Body(_) => "105",
             Self::Unauthenticated(_) => "200",
             Self::UnknownSystem(_) => "201",
             Self::BadSignature => "202",
@@ -213,6 +217,7 @@ mod tests {
             },
             HubError::TooLarge { limit: 1 },
             HubError::Busy,
+            HubError::Body("x".into()),
             HubError::Unauthenticated("x"),
             HubError::UnknownSystem("x".into()),
             HubError::BadSignature,
