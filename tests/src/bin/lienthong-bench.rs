@@ -517,38 +517,34 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
     let reps = cli.reps.unwrap_or(if cli.quick { 3 } else { 5 });
     let seconds = cli.seconds.unwrap_or(if cli.quick { 2.0 } else { 5.0 });
     figures.load("ingest");
-    // Two agency nodes; only the sender's runs, so the recipient's delivery work does not
-    // share the CPU with either system's run (the sender's outbox keeps its documents).
-    let mut fed = Federation::generate(10, &[&["000.00.00.G22"], &["000.00.00.H41"]])
-        .context("generating the federation")?;
-    production_relay_timings(&fed.nodes[0].dir.join("config.toml"))?;
-    fed.start(0, Duration::from_secs(60))
-        .await
-        .context("starting the node")?;
-    let pid = fed.nodes[0]
-        .pid()
-        .ok_or_else(|| anyhow!("node without a pid"))?;
+    let mut node = IngestNode::start().await?;
     // Idle: after start and a settling second with nothing to do.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    figures.num("idle_rss_mib", rss_mib(pid, "VmRSS")?, 1);
+    figures.num("idle_rss_mib", rss_mib(node.pid, "VmRSS")?, 1);
 
     let (_server, js) = NatsServer::start(&cli.nats_server, cli.nats_connections).await?;
     figures.put("nats_connections", js.len());
     figures.put("nats_server", nats_version(&cli.nats_server));
 
-    let (sender, token) = fed.nodes[0].tenant();
-    let (sender, token) = (sender.clone(), token.to_owned());
-    let recipient = fed.nodes[1].tenant().0.clone();
-    let url = format!("{}/v1/documents", fed.nodes[0].api);
     let mut points = Vec::new();
     let mut serial = 0u64;
+    let mut peak_rss: f64 = 0.0;
+    let mut fresh = true;
     for size in [1024usize, 65_536] {
-        let template = Arc::new(Template::new(&sender, &recipient, size, 1)?);
         for concurrency in [1usize, 64] {
             let label = format!("{}_c{concurrency}", size_label(size));
             if !cli.points.is_empty() && !cli.points.contains(&label) {
                 continue;
             }
+            // Each point on a fresh node: the outbox the points before left (the recipient
+            // never runs) would reach the node's bound on pending deliveries (200 000).
+            if !fresh {
+                peak_rss = peak_rss.max(rss_mib(node.pid, "VmHWM")?);
+                node = IngestNode::start().await?;
+            }
+            fresh = false;
+            let (pid, url, token) = (node.pid, node.url.clone(), node.token.clone());
+            let template = Arc::new(Template::new(&node.sender, &node.recipient, size, 1)?);
             let client = http_client(concurrency)?;
             let mut l_runs = Vec::new();
             let mut j_runs = Vec::new();
@@ -638,7 +634,8 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
             });
         }
     }
-    figures.num("loaded_rss_peak_mib", rss_mib(pid, "VmHWM")?, 1);
+    peak_rss = peak_rss.max(rss_mib(node.pid, "VmHWM")?);
+    figures.num("loaded_rss_peak_mib", peak_rss, 1);
     // The headline: 1 KiB documents, 64 in flight (DESIGN §8).
     for (headline, name) in [
         ("ingest_per_s", "ingest_per_s_1k_c64"),
@@ -653,6 +650,45 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
         figures.num(headline, value, decimals);
     }
     Ok(points)
+}
+
+/// The node the ingest scenario posts to: a federation of two agency nodes of which only
+/// the sender's runs, so the recipient's delivery work does not share the CPU with either
+/// system's run (the sender's outbox keeps its documents).
+struct IngestNode {
+    /// Kills the node when dropped.
+    _fed: Federation,
+    pid: u32,
+    url: String,
+    token: String,
+    sender: AgencyId,
+    recipient: AgencyId,
+}
+
+impl IngestNode {
+    async fn start() -> anyhow::Result<Self> {
+        let mut fed = Federation::generate(10, &[&["000.00.00.G22"], &["000.00.00.H41"]])
+            .context("generating the federation")?;
+        production_relay_timings(&fed.nodes[0].dir.join("config.toml"))?;
+        fed.start(0, Duration::from_secs(60))
+            .await
+            .context("starting the node")?;
+        let pid = fed.nodes[0]
+            .pid()
+            .ok_or_else(|| anyhow!("node without a pid"))?;
+        let (sender, token) = fed.nodes[0].tenant();
+        let (sender, token) = (sender.clone(), token.to_owned());
+        let recipient = fed.nodes[1].tenant().0.clone();
+        let url = format!("{}/v1/documents", fed.nodes[0].api);
+        Ok(Self {
+            _fed: fed,
+            pid,
+            url,
+            token,
+            sender,
+            recipient,
+        })
+    }
 }
 
 /// Puts the relay's production timings (node/src/config.rs: custody after 5 s, retries from
