@@ -64,6 +64,12 @@ struct Cli {
     /// Connections the JetStream client spreads its publishing tasks over.
     #[arg(long, default_value_t = 1)]
     nats_connections: usize,
+    /// Only these node counts (comma-separated) for the 1 KiB end-to-end runs and the
+    /// JetStream fan-out beside them (default: 10 with `--quick`, 10 and 50 otherwise).
+    /// Given, the 64 KiB end-to-end run at 3 nodes is left out, e.g. `--only e2e,fanout
+    /// --nodes 50` for the 50-node runs alone.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(2..))]
+    nodes: Vec<u16>,
 }
 
 impl Cli {
@@ -72,10 +78,11 @@ impl Cli {
     }
 }
 
-/// The figures printed so far, in order.
+/// The figures printed so far, in order, and the scenarios that failed.
 #[derive(Debug, Default)]
 struct Figures {
     lines: Vec<(String, String)>,
+    failed: Vec<String>,
 }
 
 impl Figures {
@@ -96,12 +103,45 @@ impl Figures {
             .and_then(|(_, v)| v.parse().ok())
     }
 
+    /// A scenario's outcome: its value, or `None` after reporting the error (with its
+    /// context chain, on one line) as a figure named `<scenario>_error`.
+    fn outcome<T>(&mut self, scenario: &str, result: anyhow::Result<T>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.put(&format!("{scenario}_error"), one_line(&e));
+                self.failed.push(scenario.to_owned());
+                None
+            }
+        }
+    }
+
+    /// The error a scenario failed with, if it did.
+    fn error(&self, scenario: &str) -> Option<&str> {
+        let name = format!("{scenario}_error");
+        self.lines
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The 1-minute load average, as a figure named `load_<when>`.
     fn load(&mut self, when: &str) {
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         let one = load.split_whitespace().next().unwrap_or("?").to_owned();
         self.put(&format!("load_{when}"), one);
     }
+}
+
+/// An error with its context chain on one line (lines within it, such as a log's tail,
+/// joined by ` ⏎ `).
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}")
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(" ⏎ ")
 }
 
 fn ms(d: Duration) -> f64 {
@@ -128,21 +168,29 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     figures.load("start");
+    // Each scenario stands alone: a failure is reported as a `<scenario>_error` figure and
+    // the run goes on with the next one.
     let mut ingest = None;
     let mut latencies = Vec::new();
     if cli.wants("crypto") {
-        crypto(&mut figures).context("crypto costs")?;
+        let result = crypto(&mut figures).context("crypto costs");
+        figures.outcome("crypto", result);
     }
     if cli.wants("ingest") {
-        ingest = Some(
-            ingest_scenario(cli, &mut figures)
-                .await
-                .context("ingest scenario")?,
-        );
+        let result = ingest_scenario(cli, &mut figures)
+            .await
+            .context("ingest scenario");
+        ingest = figures.outcome("ingest", result);
     }
-    let counts: &[usize] = if cli.quick { &[10] } else { &[10, 50] };
+    let counts: Vec<usize> = if !cli.nodes.is_empty() {
+        cli.nodes.iter().map(|&n| usize::from(n)).collect()
+    } else if cli.quick {
+        vec![10]
+    } else {
+        vec![10, 50]
+    };
     let seconds = if cli.quick { 5 } else { 15 };
-    for &nodes in counts {
+    for &nodes in &counts {
         if cli.wants("e2e") {
             let spec = E2e {
                 nodes,
@@ -152,20 +200,24 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
                 suffix: nodes.to_string(),
                 wire: format!("wire_bytes_per_byte_1k_{nodes}"),
             };
-            let lat = e2e_scenario(&spec, &mut figures)
+            let result = e2e_scenario(&spec, &mut figures)
                 .await
-                .with_context(|| format!("end-to-end scenario at {nodes} nodes"))?;
-            latencies.push((format!("lienthong, {nodes} node processes"), lat));
+                .with_context(|| format!("end-to-end scenario at {nodes} nodes"));
+            if let Some(lat) = figures.outcome(&format!("e2e_{nodes}"), result) {
+                latencies.push((format!("lienthong, {nodes} node processes"), lat));
+            }
         }
         // The anchor, right after the lienthong run of the same size.
         if cli.wants("fanout") {
-            let lat = fanout_scenario(cli, nodes - 1, seconds, &mut figures)
+            let result = fanout_scenario(cli, nodes - 1, seconds, &mut figures)
                 .await
-                .with_context(|| format!("JetStream fan-out to {} consumers", nodes - 1))?;
-            latencies.push((format!("JetStream fan-out to {} consumers", nodes - 1), lat));
+                .with_context(|| format!("JetStream fan-out to {} consumers", nodes - 1));
+            if let Some(lat) = figures.outcome(&format!("fanout_{nodes}"), result) {
+                latencies.push((format!("JetStream fan-out to {} consumers", nodes - 1), lat));
+            }
         }
     }
-    if cli.wants("e2e") {
+    if cli.wants("e2e") && cli.nodes.is_empty() {
         // Large documents: the wire overhead where framing is amortised.
         let spec = E2e {
             nodes: 3,
@@ -175,29 +227,44 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             suffix: "64k_3".into(),
             wire: "wire_bytes_per_byte_64k".into(),
         };
-        e2e_scenario(&spec, &mut figures)
+        let result = e2e_scenario(&spec, &mut figures)
             .await
-            .context("end-to-end scenario with 64 KiB documents")?;
+            .context("end-to-end scenario with 64 KiB documents");
+        figures.outcome("e2e_64k_3", result);
     }
     if cli.wants("catchup") {
-        catchup_scenario(cli, &mut figures)
+        let result = catchup_scenario(cli, &mut figures)
             .await
-            .context("catch-up scenario")?;
+            .context("catch-up scenario");
+        figures.outcome("catchup", result);
     }
     if cli.wants("ledger") {
-        ledger_scenario(cli, &mut figures)
+        let result = ledger_scenario(cli, &mut figures)
             .await
-            .context("ledger append scenario")?;
+            .context("ledger append scenario");
+        figures.outcome("ledger", result);
     }
     if cli.wants("replay") {
-        replay_scenario(cli, &mut figures).context("audit replay scenario")?;
+        let result = replay_scenario(cli, &mut figures).context("audit replay scenario");
+        figures.outcome("replay", result);
     }
     figures.load("end");
-    if let Some(out) = &cli.out {
-        write_outputs(out, &figures, ingest.as_deref(), &latencies)
-            .with_context(|| format!("writing {}", out.display()))?;
+    let written = match &cli.out {
+        Some(out) => write_outputs(out, &figures, ingest.as_deref(), &latencies)
+            .with_context(|| format!("writing {}", out.display())),
+        None => Ok(()),
+    };
+    if figures.failed.is_empty() {
+        return written;
     }
-    Ok(())
+    if let Err(e) = written {
+        eprintln!("lienthong-bench: {e:#}");
+    }
+    bail!(
+        "{} scenario(s) failed: {} (see the `<scenario>_error` lines)",
+        figures.failed.len(),
+        figures.failed.join(", ")
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -825,13 +892,21 @@ async fn e2e_scenario(spec: &E2e, figures: &mut Figures) -> anyhow::Result<Vec<D
     let tenants: Vec<[&str; 1]> = codes.iter().map(|c| [c.as_str()]).collect();
     let specs: Vec<&[&str]> = tenants.iter().map(|t| t.as_slice()).collect();
     let mut fed = Federation::generate(20 + nodes as u64, &specs).context("generating")?;
-    for i in 0..nodes {
-        fed.nodes[i].start().context("starting a node")?;
-    }
-    for i in 0..nodes {
-        fed.start(i, Duration::from_secs(120))
-            .await
-            .with_context(|| format!("node {i} ready"))?;
+    let waves = start_in_waves(&mut fed).await?;
+    figures.num(
+        &format!("e2e_startup_s_{suffix}"),
+        waves.iter().map(Duration::as_secs_f64).sum::<f64>(),
+        1,
+    );
+    if waves.len() > 1 {
+        let each: Vec<String> = waves
+            .iter()
+            .map(|d| format!("{:.1}", d.as_secs_f64()))
+            .collect();
+        figures.put(
+            &format!("e2e_startup_waves_s_{suffix}"),
+            format!("{} (waves of {START_WAVE})", each.join(", ")),
+        );
     }
     let p2p_ports: HashSet<u16> = fed.generated.nodes.iter().map(|n| n.spec.port).collect();
     let client = http_client(64)?;
@@ -1017,6 +1092,119 @@ async fn e2e_scenario(spec: &E2e, figures: &mut Figures) -> anyhow::Result<Vec<D
     all_arrived?;
     settled?;
     Ok(lat)
+}
+
+/// Node processes started together: on 2 cores, 50 nodes starting at once (each opening
+/// its store and dialling its peers) left some not ready after two minutes.
+const START_WAVE: usize = 10;
+
+/// How long one wave of [`START_WAVE`] nodes may take to be ready.
+const WAVE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Starts the federation's agency nodes [`START_WAVE`] at a time, each wave ready before
+/// the next starts; how long each wave took. A node that exits or is not ready within
+/// [`WAVE_TIMEOUT`] fails it, with the tail of that node's log.
+async fn start_in_waves(fed: &mut Federation) -> anyhow::Result<Vec<Duration>> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .context("readiness client")?;
+    // The harness builds the binaries on the first start (a no-op when up to date): done
+    // here, so no wave's clock counts a build.
+    lienthong_tests::binary("lienthong").context("building the node binary")?;
+    let mut waves = Vec::new();
+    let all: Vec<usize> = (0..fed.nodes.len()).collect();
+    for wave in all.chunks(START_WAVE) {
+        let started = Instant::now();
+        let deadline = started + WAVE_TIMEOUT;
+        for &i in wave {
+            let node = fed.nodes.get_mut(i).ok_or_else(|| anyhow!("no node {i}"))?;
+            node.start()
+                .with_context(|| format!("starting node {i} ({})", node.name))?;
+        }
+        for &i in wave {
+            let node = fed.nodes.get(i).ok_or_else(|| anyhow!("no node {i}"))?;
+            wait_node_ready(&client, node, deadline)
+                .await
+                .with_context(|| {
+                    format!(
+                        "node {i} of {} (wave of nodes {}–{}, started {:.1} s before)",
+                        fed.nodes.len(),
+                        wave.first().copied().unwrap_or_default(),
+                        wave.last().copied().unwrap_or_default(),
+                        started.elapsed().as_secs_f64()
+                    )
+                })?;
+        }
+        waves.push(started.elapsed());
+    }
+    Ok(waves)
+}
+
+/// Waits until `node` answers ready, failing at once if its process has exited and at
+/// `deadline` if it is still not ready; the error ends with the tail of the node's log.
+async fn wait_node_ready(
+    client: &reqwest::Client,
+    node: &lienthong_tests::NodeProcess,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let pid = node
+        .pid()
+        .ok_or_else(|| anyhow!("{} is not running", node.name))?;
+    let url = format!("{}/v1/health/ready", node.api);
+    let why = loop {
+        let last = match client.get(&url).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => format!("ready answered {}", r.status()),
+            Err(e) => format!("ready: {e}"),
+        };
+        if exited(pid) {
+            break format!("{} (pid {pid}) exited before it was ready", node.name);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break format!(
+                "{} not ready within the wave's {} s (last: {last})",
+                node.name,
+                WAVE_TIMEOUT.as_secs()
+            );
+        }
+        tokio::time::sleep(lienthong_tests::RECHECK.min(left)).await;
+    };
+    let log = node.dir.join("node.log");
+    bail!(
+        "{why}; the last lines of {}:\n{}",
+        log.display(),
+        log_tail(&log, 10)
+    )
+}
+
+/// Whether process `pid` has exited (gone, or a zombie not yet reaped).
+fn exited(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X")
+    })
+}
+
+/// The last `n` lines of the file at `path`, or why they could not be read.
+fn log_tail(path: &Path, n: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines
+                .get(lines.len().saturating_sub(n)..)
+                .unwrap_or_default();
+            if tail.is_empty() {
+                "(empty)".to_owned()
+            } else {
+                tail.join("\n")
+            }
+        }
+        Err(e) => format!("(unreadable: {e})"),
+    }
 }
 
 /// Opens agency `tenant`'s inbox event stream (`GET /v1/inbox/stream`) on the node at
@@ -1938,7 +2126,17 @@ fn table(figures: &Figures) -> anyhow::Result<String> {
         "| figure | goal | anchor | measured | ratio to goal |\n|---|---|---|---|---|\n",
     );
     for (name, goal, target, anchor) in rows {
+        let failed = figures.error(scenario_of(name));
         let Some(value) = figures.get(name) else {
+            // Not measured: a failed scenario shows its error, one not run is left out.
+            if let Some(e) = failed {
+                writeln!(
+                    md,
+                    "| `{name}` | {goal} | {anchor} | **failed** (`{}_error`): {} | — |",
+                    scenario_of(name),
+                    markdown_cell(e, 240)
+                )?;
+            }
             continue;
         };
         let ratio = if target.is_nan() {
@@ -1948,17 +2146,66 @@ fn table(figures: &Figures) -> anyhow::Result<String> {
         };
         // The catch-up's 100 k figure is scaled from a smaller backlog in quick mode.
         let n = figures.get("catchup_n").unwrap_or(100_000.0);
-        let measured = if *name == "catchup_s_100k_est" && n < 100_000.0 {
+        let mut measured = if *name == "catchup_s_100k_est" && n < 100_000.0 {
             format!("{value} (estimate from {n} envelopes)")
         } else {
             value.to_string()
         };
+        if failed.is_some() {
+            measured.push_str(" (the scenario failed afterwards)");
+        }
         writeln!(
             md,
             "| `{name}` | {goal} | {anchor} | {measured} | {ratio} |"
         )?;
     }
+    if !figures.failed.is_empty() {
+        md.push_str("\nFailed scenarios:\n\n");
+        for scenario in &figures.failed {
+            let e = figures.error(scenario).unwrap_or_default();
+            writeln!(md, "- `{scenario}`: {}", markdown_cell(e, usize::MAX))?;
+        }
+    }
     Ok(md)
+}
+
+/// The scenario (as named in its `<scenario>_error` figure) that measures a table figure.
+fn scenario_of(figure: &str) -> &str {
+    let size = figure.rsplit('_').next().unwrap_or_default();
+    match figure {
+        "idle_rss_mib" | "loaded_rss_peak_mib" => "ingest",
+        "wire_bytes_per_byte_64k" => "e2e_64k_3",
+        f if f.starts_with("ingest_") || f.starts_with("jetstream_fsync_") => "ingest",
+        f if f.starts_with("jetstream_fanout_") => match size {
+            "10" => "fanout_10",
+            "50" => "fanout_50",
+            _ => "fanout",
+        },
+        f if f.starts_with("e2e_") || f.starts_with("wire_bytes_per_byte_1k_") => match size {
+            "10" => "e2e_10",
+            "50" => "e2e_50",
+            _ => "e2e",
+        },
+        f if f.starts_with("catchup_") => "catchup",
+        f if f.starts_with("ledger_") => "ledger",
+        f if f.starts_with("replay_") => "replay",
+        _ => "",
+    }
+}
+
+/// `text` made safe for a markdown table cell (pipes and backticks escaped), cut to `max`
+/// characters.
+fn markdown_cell(text: &str, max: usize) -> String {
+    let mut cell: String = text
+        .chars()
+        .take(max)
+        .collect::<String>()
+        .replace('|', "\\|")
+        .replace('`', "'");
+    if text.chars().count() > max {
+        cell.push('…');
+    }
+    cell
 }
 
 fn svg_text(
