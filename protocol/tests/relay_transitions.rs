@@ -857,15 +857,100 @@ fn a_node_that_leaves_pushes_unanswered_gets_probes_until_it_answers_or_reconnec
     assert_eq!(rest.len(), 3, "the window is back");
     assert!(!rest.contains(&probe[0]));
 
-    // Silent again (the four retries come due unanswered), then the node reconnects: the
-    // whole backlog is pushed at once, not one probe.
-    let silent = pushes_to(&a.tick(T0 + 4 * SECOND + 500), PB);
-    assert_eq!(silent.len(), 1);
-    let back = a.handle(
-        Event::PeerConnected { peer: PB.into() },
-        T0 + 5 * SECOND - 1,
-    );
+    // The four retries come due unanswered (pushes every retry would send all four): the
+    // node is silent again and gets one probe. Then it reconnects: the whole backlog is
+    // pushed at once.
+    let later = T0 + 30 * SECOND;
+    let silent = pushes_to(&a.tick(later), PB);
+    assert_eq!(silent.len(), 1, "one probe, not four");
+    assert_eq!(pushes_to(&a.tick(later + 1), PB).len(), 0);
+    let back = a.handle(Event::PeerConnected { peer: PB.into() }, later + 2);
     assert_eq!(pushes_to(&back, PB).len(), 4);
+}
+
+/// A roster change (here: the recipient of the push in flight is suspended) starts the
+/// windows afresh, so a slot held for a recipient the roster moved or suspended does not
+/// keep the node's other recipients waiting.
+#[test]
+fn a_suspended_recipients_push_gives_its_slot_back() {
+    let r = roster();
+    let mut config = RelayConfig::new(PA);
+    config.push_window = 1;
+    let mut a = Node::new(&r, config, &[g()]);
+    a.submit(1, &g(), &[d()], T0);
+    a.submit(2, &g(), &[e()], T0);
+    let first = pushes_to(&a.commit(T0), PC);
+    assert_eq!(first.len(), 1, "a window of one");
+    // The recipient of the push in flight is suspended; its retry comes and frees the slot:
+    // the other district's document leaves.
+    let pushed = a.envelope(&first[0]).unwrap().body().to.clone();
+    let suspended = with_state(&r, &pushed[0], AgencyState::Suspended);
+    a.handle(Event::RosterUpdated(suspended), T0 + 10);
+    let next = pushes_to(&a.tick(T0 + 2 * SECOND), PC);
+    assert_eq!(next.len(), 1);
+    assert_ne!(next[0], first[0]);
+}
+
+/// Custody is for a recipient's node that does not answer: a delivery waiting its turn
+/// toward a node that answers is not handed to custodians, however long it waits.
+#[test]
+fn a_delivery_waiting_for_a_slot_at_an_answering_node_is_not_handed_to_custodians() {
+    let r = roster();
+    let mut config = RelayConfig::new(PA);
+    config.push_window = 1;
+    config.probe_window = 1;
+    let mut a = Node::new(&r, config, &[g()]);
+    a.submit(1, &g(), &[h()], T0);
+    a.submit(2, &g(), &[h()], T0);
+    let first = pushes_to(&a.commit(T0), PB);
+    assert_eq!(first.len(), 1);
+    let holder = first[0];
+    // The node answers every push of the first without a receipt (it is there, the slot
+    // stays held until the retry); the second waits, millisecond after millisecond, well
+    // past custody_after_ms.
+    let empty = || Wire::PushAck {
+        id: holder,
+        receipts: Vec::new(),
+    };
+    let mut acts = a.recv(PB, empty(), T0 + 1);
+    for t in (T0 + 2)..(T0 + 8 * SECOND) {
+        let tick = a.tick(t);
+        if pushes_to(&tick, PB).contains(&holder) {
+            acts.extend(a.recv(PB, empty(), t));
+        }
+        acts.extend(tick);
+    }
+    let custody_for = |id: ContentId| {
+        acts.iter()
+            .filter(|x| match x {
+                Action::Send {
+                    wire: Wire::Custody { envelope, .. },
+                    ..
+                } => SignedEnvelope::decode(envelope).unwrap().id() == id,
+                _ => false,
+            })
+            .count()
+    };
+    let waiting = a.relay.pending_deliveries();
+    assert_eq!(waiting, 2);
+    assert!(
+        pushes_to(&acts, PB).iter().all(|id| *id == holder),
+        "only the first leaves"
+    );
+    assert!(
+        custody_for(holder) > 0,
+        "the unconfirmed push gets custodians"
+    );
+    let second = pushes_to(&acts, PB).len();
+    assert!(second > 0);
+    let all: Vec<ContentId> = a
+        .store
+        .rows(Column::Envelopes)
+        .iter()
+        .map(|(_, k, _)| ContentId(k.as_slice().try_into().unwrap()))
+        .collect();
+    let other = all.into_iter().find(|id| *id != holder).unwrap();
+    assert_eq!(custody_for(other), 0, "the one waiting its turn gets none");
 }
 
 #[test]

@@ -318,8 +318,9 @@ struct Bucket {
 /// Pushes toward one node (see [`RelayConfig::push_window`]).
 #[derive(Debug, Default)]
 struct PeerFlight {
-    /// Deliveries pushed to the node and not answered yet (at most the window).
-    unanswered: HashSet<(ContentId, AgencyId)>,
+    /// Deliveries pushed to the node and not answered yet (at most the window); which ones
+    /// is in [`Relay::slots`].
+    unanswered: usize,
     /// A push went unanswered until its retry: the window is `probe_window` until the node
     /// answers or reconnects.
     silent: bool,
@@ -339,7 +340,7 @@ impl PeerFlight {
     }
 
     fn is_idle(&self) -> bool {
-        !self.silent && self.unanswered.is_empty() && self.waiting.is_empty()
+        !self.silent && self.unanswered == 0 && self.waiting.is_empty()
     }
 }
 
@@ -369,6 +370,9 @@ pub struct Relay {
     buckets: HashMap<String, Bucket>,
     /// Push windows by node (only nodes with pushes unanswered or waiting).
     flights: HashMap<String, PeerFlight>,
+    /// The node each delivery pushed and not yet answered holds a slot at (so the slot is
+    /// freed where it was taken, whatever the roster says by then).
+    slots: HashMap<(ContentId, AgencyId), String>,
     now: u64,
 }
 
@@ -415,6 +419,7 @@ impl Relay {
             actions: VecDeque::new(),
             buckets: HashMap::new(),
             flights: HashMap::new(),
+            slots: HashMap::new(),
             now: 0,
         }
     }
@@ -534,7 +539,10 @@ impl Relay {
                     }
                 }
             }
-            Event::RosterUpdated(roster) => self.roster = roster,
+            Event::RosterUpdated(roster) => {
+                self.roster = roster;
+                self.reset_windows();
+            }
             Event::Tick => {}
         }
         self.run_due(store);
@@ -708,11 +716,11 @@ impl Relay {
             return;
         };
         self.due.remove(&(p.next_ms, id, recipient.clone()));
+        self.free_slot(&key);
         if let Some(node) = self.roster.agency(recipient).map(|a| a.node.clone())
             && let Some(flight) = self.flights.get_mut(&node)
         {
             // Its place in `waiting`, if any, is skipped when reached.
-            flight.unanswered.remove(&key);
             flight.queued.remove(&key);
         }
         if p.role == Role::Custodian
@@ -1098,7 +1106,9 @@ impl Relay {
         bytes: &[u8],
         checked: Option<Checked>,
     ) -> Result<SignedEnvelope, Rejection> {
-        if !self.take_token(peer) {
+        // A checked envelope is a 01 answering one of our own pushes (bounded by our push
+        // window), not something the peer sent unasked: it does not spend the quota.
+        if checked.is_none() && !self.take_token(peer) {
             return Err(Rejection::later("peer over its inbound quota"));
         }
         let (env, checked_with) = match checked {
@@ -1640,6 +1650,9 @@ impl Relay {
     ) {
         let mut work = Work::new();
         let mut statuses = Vec::new();
+        // Any answer shows the node is there, even one without receipts (it hosts none of
+        // the recipients by its roster); such a push's slot is freed at its retry.
+        self.answered(peer, None);
         for receipt in receipts {
             let recipient = receipt.recipient().clone();
             let hosted_by_peer = self
@@ -1653,7 +1666,7 @@ impl Relay {
                 });
                 continue;
             }
-            self.answered(peer, &(id, recipient.clone()));
+            self.answered(peer, Some(&(id, recipient.clone())));
             let Some(role) = self.pending.get(&(id, recipient.clone())).map(|p| p.role) else {
                 continue;
             };
@@ -1718,6 +1731,7 @@ impl Relay {
         // A new connection: pushes unanswered on the old one may be lost, and every pending
         // delivery to the node is due now, so nothing needs to wait in line from before.
         self.flights.remove(peer);
+        self.slots.retain(|_, node| node != peer);
         let roster = Arc::clone(&self.roster);
         let hosted_there = |r: &AgencyId| roster.agency(r).is_some_and(|a| a.node == peer);
         let keys: Vec<(ContentId, AgencyId)> = self
@@ -1829,9 +1843,10 @@ impl Relay {
         let mut work = Work::new();
         let mut pushes: BTreeSet<(ContentId, String)> = BTreeSet::new();
         let mut custody: BTreeMap<(ContentId, String), Vec<AgencyId>> = BTreeMap::new();
-        let mut sent = 0;
+        // Due entries handled this call, pushed or not: the rest wait for the next tick.
+        let mut handled = 0;
         while let Some((at, id, r)) = self.due.first().cloned() {
-            if at > now || sent >= self.config.max_sends_per_tick {
+            if at > now || handled >= self.config.max_sends_per_tick {
                 break;
             }
             self.due.pop_first();
@@ -1855,6 +1870,7 @@ impl Relay {
                     // A suspended agency's pending inbound documents wait (roster
                     // `AgencyState::Suspended`): until it is reinstated, revoked or the
                     // delivery expires.
+                    self.free_slot(&key);
                     self.reschedule(&key, now + self.config.retry_max_ms);
                     continue;
                 }
@@ -1870,14 +1886,24 @@ impl Relay {
                     continue;
                 }
             };
+            handled += 1;
+            let pushed =
+                pushes.contains(&(id, node.clone())) || self.take_push_slot(&node, key.clone());
+            // A delivery waiting for a slot backs off too: it is made due when a slot frees,
+            // and its own timer (for custody and age) must not wake every waiting delivery
+            // every second while a node is silent with a long line.
             let attempts = p.attempts + 1;
             let mut delay = self.backoff(attempts, &id);
             let custodied = p.custodians.len() >= self.config.custodians;
             if p.role == Role::Origin && custodied {
                 delay = delay.max(self.config.retry_max_ms / 4);
             }
+            // Custody is for a recipient's node that does not answer, not for one that
+            // answers and is only working through a line of deliveries.
+            let answering = self.flights.get(&node).is_some_and(|f| !f.silent);
             if p.role == Role::Origin
                 && !custodied
+                && !(answering && !pushed)
                 && now >= p.first_ms + self.config.custody_after_ms
             {
                 for c in self.choose_custodians(&id, &r, &p.custodians) {
@@ -1888,9 +1914,8 @@ impl Relay {
                 p.attempts = attempts;
             }
             self.reschedule(&key, now + delay);
-            if pushes.contains(&(id, node.clone())) || self.take_push_slot(&node, key) {
+            if pushed {
                 pushes.insert((id, node));
-                sent += 1;
             }
         }
         self.issue(work);
@@ -1922,18 +1947,25 @@ impl Relay {
         if node == self.config.node {
             return true;
         }
-        let flight = self.flights.entry(node.to_owned()).or_default();
-        if flight.unanswered.remove(&key) {
-            flight.silent = true;
+        if self.slots.get(&key).is_some_and(|held| held == node) {
+            self.free_slot(&key);
+            self.flights.entry(node.to_owned()).or_default().silent = true;
+        } else {
+            // Held at another node (the roster moved the recipient): that one's is freed.
+            self.free_slot(&key);
         }
-        if flight.unanswered.len() < flight.window(&self.config) {
-            flight.unanswered.insert(key);
+        let pending = &self.pending;
+        let flight = self.flights.entry(node.to_owned()).or_default();
+        if flight.unanswered < flight.window(&self.config) {
+            flight.unanswered += 1;
+            self.slots.insert(key, node.to_owned());
             return true;
         }
         if flight.queued.insert(key.clone()) {
             if flight.waiting.len() >= self.config.max_deliveries {
                 // Places of deliveries that ended meanwhile: dropped here, so the line stays
                 // within the pending deliveries.
+                flight.queued.retain(|k| pending.contains_key(k));
                 let queued = &flight.queued;
                 flight.waiting.retain(|k| queued.contains(k));
             }
@@ -1942,10 +1974,23 @@ impl Relay {
         false
     }
 
-    /// `node` answered for delivery `key`: its slot is free, and the node is not silent.
-    fn answered(&mut self, node: &str, key: &(ContentId, AgencyId)) {
+    /// Frees the slot delivery `key` holds, at the node where it took it.
+    fn free_slot(&mut self, key: &(ContentId, AgencyId)) {
+        if let Some(node) = self.slots.remove(key)
+            && let Some(flight) = self.flights.get_mut(&node)
+        {
+            flight.unanswered = flight.unanswered.saturating_sub(1);
+        }
+    }
+
+    /// `node` answered: it is not silent, and the slot `key` holds there (if any) is free.
+    fn answered(&mut self, node: &str, key: Option<&(ContentId, AgencyId)>) {
+        if let Some(key) = key
+            && self.slots.get(key).is_some_and(|held| held == node)
+        {
+            self.free_slot(key);
+        }
         if let Some(flight) = self.flights.get_mut(node) {
-            flight.unanswered.remove(key);
             flight.silent = false;
         }
     }
@@ -1958,14 +2003,14 @@ impl Relay {
         };
         let mut free = flight
             .window(&self.config)
-            .saturating_sub(flight.unanswered.len());
+            .saturating_sub(flight.unanswered);
         let mut due = Vec::new();
         while free > 0 {
             let Some(key) = flight.waiting.pop_front() else {
                 break;
             };
             flight.queued.remove(&key);
-            if self.pending.contains_key(&key) && !flight.unanswered.contains(&key) {
+            if self.pending.contains_key(&key) && !self.slots.contains_key(&key) {
                 due.push(key);
                 free -= 1;
             }
@@ -1976,6 +2021,13 @@ impl Relay {
         for key in due {
             self.reschedule(&key, now);
         }
+    }
+
+    /// Forgets every window (a roster change may have moved recipients between nodes):
+    /// waiting deliveries go at their next retry, which starts new windows.
+    fn reset_windows(&mut self) {
+        self.flights.clear();
+        self.slots.clear();
     }
 
     fn reschedule(&mut self, key: &(ContentId, AgencyId), at: u64) {
