@@ -1900,10 +1900,10 @@ impl Relay {
             }
             // Custody is for a recipient's node that does not answer, not for one that
             // answers and is only working through a line of deliveries.
-            let answering = self.flights.get(&node).is_some_and(|f| !f.silent);
+            let waiting_its_turn = !pushed && self.flights.get(&node).is_some_and(|f| !f.silent);
             if p.role == Role::Origin
                 && !custodied
-                && !(answering && !pushed)
+                && !waiting_its_turn
                 && now >= p.first_ms + self.config.custody_after_ms
             {
                 for c in self.choose_custodians(&id, &r, &p.custodians) {
