@@ -10,6 +10,9 @@ use futures::StreamExt as _;
 /// Longest a request body may go without sending anything: a client that stalls midway
 /// (slowloris) gives up its slot instead of holding it.
 pub const REQUEST_BODY_IDLE: Duration = Duration::from_secs(30);
+/// Slowest a request body may arrive on average, once it has taken longer than
+/// [`REQUEST_BODY_IDLE`]: a byte every 29 s is not a way to hold a slot either.
+pub const REQUEST_BODY_MIN_BYTES_PER_S: u64 = 16 * 1024;
 
 /// Why a request body could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -18,23 +21,35 @@ pub enum RequestBodyError {
     TooLarge { limit: usize },
     #[error("the body stalled: nothing arrived for {} s", .idle.as_secs())]
     Stalled { idle: Duration },
+    #[error("the body arrived too slowly: {bytes} bytes in {} s", .elapsed.as_secs())]
+    TooSlow { bytes: usize, elapsed: Duration },
     #[error("the body was cut off: {0}")]
     Broken(String),
 }
 
 /// Reads a request body of at most `limit` bytes (refused as soon as it goes past), each
-/// piece arriving within `idle` of the previous one.
+/// piece arriving within `idle` of the previous one and, past `idle`, at
+/// [`REQUEST_BODY_MIN_BYTES_PER_S`] on average.
 ///
 /// # Errors
-/// [`RequestBodyError`]: too large, stalled, or cut off by the client.
+/// [`RequestBodyError`]: too large, stalled, too slow, or cut off by the client.
 pub async fn read_request(
     body: Body,
     limit: usize,
     idle: Duration,
 ) -> Result<Bytes, RequestBodyError> {
+    let started = tokio::time::Instant::now();
     let mut stream = body.into_data_stream();
     let mut bytes = Vec::new();
     loop {
+        let elapsed = started.elapsed();
+        if elapsed > idle && (bytes.len() as u64) < REQUEST_BODY_MIN_BYTES_PER_S * elapsed.as_secs()
+        {
+            return Err(RequestBodyError::TooSlow {
+                bytes: bytes.len(),
+                elapsed,
+            });
+        }
         let next = tokio::time::timeout(idle, stream.next())
             .await
             .map_err(|_| RequestBodyError::Stalled { idle })?;
@@ -104,6 +119,22 @@ mod tests {
         let cut = body_of(vec![Ok(b"ab"), Err(std::io::Error::other("reset"))]);
         let err = read_request(cut, 4, REQUEST_BODY_IDLE).await.unwrap_err();
         assert!(matches!(err, RequestBodyError::Broken(_)), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_body_that_trickles_is_given_up() {
+        // A byte every 20 s: never idle for 30 s, far below the minimum rate.
+        let trickle = futures::stream::unfold(0u32, |n| async move {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            (n < 100).then_some((Ok::<_, std::io::Error>(&b"x"[..]), n + 1))
+        });
+        let err = read_request(Body::from_stream(trickle), 1024, Duration::from_secs(30))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RequestBodyError::TooSlow { bytes: 2, .. }),
+            "{err}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

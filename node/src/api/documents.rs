@@ -220,6 +220,9 @@ async fn send(
     } else {
         "header.document_id"
     };
+    // The key is claimed only for a sender the caller may act for: another tenant's send
+    // in progress is not told "in progress" because of a request that will be refused.
+    let may_act = caller.clone();
     let decode = move |state: &ApiState| {
         let document = match body {
             // JSON: `business` may be left `new`; the route sets it.
@@ -270,7 +273,9 @@ async fn send(
         // is used only after the checks below (authorization first).
         let key = idempotency_key(&headers, tenant, &document.header.document_id);
         let claim = match &key {
-            Ok(key) if state.hosts(tenant) => Some(state.claim(key, &fingerprint)),
+            Ok(key) if state.hosts(tenant) && may_act.may_act_for(tenant).is_ok() => {
+                Some(state.claim(key, &fingerprint))
+            }
             _ => None,
         };
         Ok((document, to, plaintext, fingerprint, key, claim))

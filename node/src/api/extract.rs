@@ -37,7 +37,9 @@ pub async fn read_body(request: Request, limit: usize) -> Result<Bytes, Problem>
     .await
     .map_err(|e| match e {
         RequestBodyError::TooLarge { limit } => Problem::too_large(limit),
-        e @ RequestBodyError::Stalled { .. } => Problem::request_timeout(e.to_string()),
+        e @ (RequestBodyError::Stalled { .. } | RequestBodyError::TooSlow { .. }) => {
+            Problem::request_timeout(e.to_string())
+        }
         e @ RequestBodyError::Broken(_) => Problem::bad_request(e.to_string()),
     })
 }

@@ -118,7 +118,6 @@ impl Problem {
         )
     }
 
-    /// 415: the body's media type is not accepted here.
     /// 408: the client stopped sending its request.
     pub fn request_timeout(detail: impl Into<String>) -> Self {
         Self::new(
@@ -129,6 +128,7 @@ impl Problem {
         )
     }
 
+    /// 415: the body's media type is not accepted here.
     pub fn unsupported_media_type(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
