@@ -1707,7 +1707,6 @@ impl Relay {
         }
     }
 
-    /// Whether `bytes` is a status envelope validly signed by `recipient` about `document`.
     /// `bytes` decoded and verified, if they are a status envelope validly signed by
     /// `recipient` about `document`.
     fn arrival_of(
