@@ -515,6 +515,7 @@ impl ApiState {
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token does not act for the sender", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Idempotency key in use or reused", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body stalled (nothing for 30 s) or arrived under 16 KiB/s", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Neither JSON nor edXML", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field or edXML element is invalid", body = Problem, content_type = "application/problem+json"),
@@ -568,6 +569,12 @@ enum ActOnResponses {
         content_type = "application/problem+json"
     )]
     Conflict(Problem),
+    #[response(
+        status = 408,
+        description = "The body stalled (nothing for 30 s) or arrived under 16 KiB/s",
+        content_type = "application/problem+json"
+    )]
+    Stalled(Problem),
     #[response(
         status = 413,
         description = "Body too large",
@@ -1123,6 +1130,7 @@ fn check_response_for(
         (status = 403, description = "Not a recipient of this document", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such document for this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The status may not follow the current one", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body stalled (nothing for 30 s) or arrived under 16 KiB/s", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown code, missing reason or assignee", body = Problem, content_type = "application/problem+json"),
@@ -1228,6 +1236,7 @@ pub async fn post_status(
         (status = 403, description = "Not the document's sender", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such document for this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A recipient cannot be asked now", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body stalled (nothing for 30 s) or arrived under 16 KiB/s", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing reason, or not a recipient", body = Problem, content_type = "application/problem+json"),
