@@ -1652,7 +1652,9 @@ impl Relay {
         let mut statuses = Vec::new();
         // Any answer shows the node is there, even one without receipts (it hosts none of
         // the recipients by its roster); such a push's slot is freed at its retry.
-        self.answered(peer, None);
+        if let Some(flight) = self.flights.get_mut(peer) {
+            flight.silent = false;
+        }
         for receipt in receipts {
             let recipient = receipt.recipient().clone();
             let hosted_by_peer = self
@@ -1666,7 +1668,7 @@ impl Relay {
                 });
                 continue;
             }
-            self.answered(peer, Some(&(id, recipient.clone())));
+            self.answered(peer, &(id, recipient.clone()));
             let Some(role) = self.pending.get(&(id, recipient.clone())).map(|p| p.role) else {
                 continue;
             };
@@ -1982,15 +1984,10 @@ impl Relay {
         }
     }
 
-    /// `node` answered: it is not silent, and the slot `key` holds there (if any) is free.
-    fn answered(&mut self, node: &str, key: Option<&(ContentId, AgencyId)>) {
-        if let Some(key) = key
-            && self.slots.get(key).is_some_and(|held| held == node)
-        {
+    /// `node` answered for delivery `key`: the slot it holds there (if any) is free.
+    fn answered(&mut self, node: &str, key: &(ContentId, AgencyId)) {
+        if self.slots.get(key).is_some_and(|held| held == node) {
             self.free_slot(key);
-        }
-        if let Some(flight) = self.flights.get_mut(node) {
-            flight.silent = false;
         }
     }
 
