@@ -94,7 +94,7 @@ pub async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<V
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn body_of(pieces: Vec<Result<&'static [u8], std::io::Error>>) -> Body {
@@ -141,8 +141,11 @@ mod tests {
     async fn a_request_body_that_stalls_is_given_up() {
         let stalled = futures::stream::iter([Ok::<_, std::io::Error>(&b"ab"[..])])
             .chain(futures::stream::pending());
-        let err = read_request(Body::from_stream(stalled), 4, Duration::from_secs(30))
+        // Bounded, so that a broken idle check fails the test instead of hanging it.
+        let read = read_request(Body::from_stream(stalled), 4, Duration::from_secs(30));
+        let err = tokio::time::timeout(Duration::from_secs(3600), read)
             .await
+            .expect("the stalled body was not given up")
             .unwrap_err();
         assert_eq!(
             err.to_string(),
