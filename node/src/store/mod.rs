@@ -151,10 +151,10 @@ impl Default for StoreConfig {
             max_group_batches: 512,
             max_group_bytes: 8 << 20,
             block_cache_bytes: 32 << 20,
-            write_buffer_bytes: 4 << 20,
-            total_write_buffer_bytes: 16 << 20,
+            write_buffer_bytes: 16 << 20,
+            total_write_buffer_bytes: 64 << 20,
             max_open_files: 256,
-            max_total_wal_bytes: 64 << 20,
+            max_total_wal_bytes: 128 << 20,
         }
     }
 }
