@@ -213,7 +213,7 @@ async fn send(
     }
     // Decoding base64 or XML, validating, encoding and hashing up to tens of MiB is CPU
     // work, and reading the idempotency record may wait on the disk: both off the async
-    // workers, in one hop.
+    // workers, in one hop (unless the body is small).
     let roster = state.roster();
     let key_field = if headers.contains_key("idempotency-key") {
         "idempotency-key"
@@ -223,6 +223,7 @@ async fn send(
     // The key is claimed only for a sender the caller may act for: another tenant's send
     // in progress is not told "in progress" because of a request that will be refused.
     let may_act = caller.clone();
+    let small = super::open::is_small_body(&headers);
     let decode = move |state: &ApiState| {
         let document = match body {
             // JSON: `business` may be left `new`; the route sets it.
@@ -280,7 +281,8 @@ async fn send(
         };
         Ok((document, to, plaintext, fingerprint, key, claim))
     };
-    let (document, to, plaintext, fingerprint, key, claim) = state.blocking(decode).await?;
+    let (document, to, plaintext, fingerprint, key, claim) =
+        state.blocking_unless_small(small, decode).await?;
     let from = document.header.from.organ_id.clone();
     if let SendForm::Edxml = form {
         authorize(&state, &caller, &from, refers_to, form).await?;
@@ -334,7 +336,7 @@ async fn send(
             .inner
             .metrics
             .send_acknowledged(started.elapsed().as_secs_f64());
-        tracing::info!(tenant = %from, %id, kind = kind_name(kind), "document sent");
+        tracing::debug!(tenant = %from, %id, kind = kind_name(kind), "document sent");
     }
     Ok((
         StatusCode::ACCEPTED,

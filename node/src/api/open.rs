@@ -2,6 +2,7 @@
 //! opened with the tenant's encryption secret (inline beside the envelope, or a stored
 //! manifest and its chunks). Blocking: call through [`ApiState::blocking`].
 
+use axum::http::{HeaderMap, header};
 use lienthong_protocol::agency::AgencyId;
 use lienthong_protocol::content_id::ContentId;
 use lienthong_protocol::document::Document;
@@ -12,6 +13,18 @@ use lienthong_protocol::status::StatusDetail;
 
 use super::ApiState;
 use super::problem::Problem;
+
+/// Largest request body whose decoding runs on the async worker that read it (see
+/// [`ApiState::blocking_unless_small`]).
+pub(crate) const INLINE_BODY_BYTES: usize = 64 * 1024;
+
+/// Whether the request's body was at most [`INLINE_BODY_BYTES`] by its `content-length`.
+pub(crate) fn is_small_body(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|len| len <= INLINE_BODY_BYTES)
+}
 
 /// What a caller's tenant is to a document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +44,23 @@ impl ApiState {
         tokio::task::spawn_blocking(move || f(&state))
             .await
             .map_err(Problem::internal)?
+    }
+
+    /// As [`blocking`](Self::blocking), but runs `f` right here when the request body was
+    /// small ([`is_small_body`]): decoding, validating and sealing a small document takes
+    /// tens of microseconds, less than the two thread switches of a hop to the blocking
+    /// pool, and its one store read (the idempotency record, a point read answered from
+    /// the memtable, the filters or the block cache) rarely waits on the disk.
+    pub(crate) async fn blocking_unless_small<T, F>(&self, small: bool, f: F) -> Result<T, Problem>
+    where
+        F: FnOnce(&ApiState) -> Result<T, Problem> + Send + 'static,
+        T: Send + 'static,
+    {
+        if small {
+            f(self)
+        } else {
+            self.blocking(f).await
+        }
     }
 
     /// The stored envelope `id`, if any. Blocking.
