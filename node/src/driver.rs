@@ -37,6 +37,9 @@ use crate::store::{Completions, Store, StoreError, Submitter};
 const COMMIT_WINDOW: usize = 1_024;
 /// Commands queued for the driver (DMS requests and network events).
 const COMMAND_QUEUE: usize = 4_096;
+/// Commands taken per wake-up: under load the relay handles a run of submissions and
+/// network events before carrying out their actions, rather than waking once per command.
+const COMMANDS_PER_WAKE: usize = 64;
 /// Inbox notifications kept for slow subscribers (they re-read the inbox on lag).
 const NOTIFY_QUEUE: usize = 4_096;
 
@@ -284,6 +287,7 @@ struct Driver {
 impl Driver {
     async fn run(mut self, store: Store) {
         let (mut submitter, mut completions) = store.pipeline(COMMIT_WINDOW);
+        let mut commands = Vec::with_capacity(COMMANDS_PER_WAKE);
         self.feed(Event::Tick);
         loop {
             if let Err(e) = self.drain(&mut submitter, &mut completions).await {
@@ -295,26 +299,16 @@ impl Driver {
                 .next_deadline()
                 .map(|at| Duration::from_millis(at.saturating_sub(now_ms())));
             tokio::select! {
-                command = self.commands.recv() => match command {
-                    Some(Command::Submit(submission, reply)) => {
-                        self.replies.insert(submission.request, reply);
-                        self.feed(Event::Submit(submission));
+                received = self.commands.recv_many(&mut commands, COMMANDS_PER_WAKE) => {
+                    if received == 0 {
+                        return;
                     }
-                    Some(Command::PostStatus(post, reply)) => {
-                        self.replies.insert(post.request, reply);
-                        self.feed(Event::PostStatus(post));
-                    }
-                    Some(Command::Event(event)) => {
-                        if let Event::RosterUpdated(roster) = &event {
-                            self.ledger.set_roster(roster);
+                    for command in commands.drain(..) {
+                        if !self.command(command) {
+                            return;
                         }
-                        self.feed(event);
                     }
-                    Some(Command::Pending(reply)) => {
-                        let _ = reply.send(self.relay.pending_deliveries());
-                    }
-                    Some(Command::Shutdown) | None => return,
-                },
+                }
                 committed = completions.recv(), if self.in_flight > 0 => {
                     if !self.committed(committed) {
                         return;
@@ -325,6 +319,31 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Takes one command; false when the driver is to stop.
+    fn command(&mut self, command: Command) -> bool {
+        match command {
+            Command::Submit(submission, reply) => {
+                self.replies.insert(submission.request, reply);
+                self.feed(Event::Submit(submission));
+            }
+            Command::PostStatus(post, reply) => {
+                self.replies.insert(post.request, reply);
+                self.feed(Event::PostStatus(post));
+            }
+            Command::Event(event) => {
+                if let Event::RosterUpdated(roster) = &event {
+                    self.ledger.set_roster(roster);
+                }
+                self.feed(event);
+            }
+            Command::Pending(reply) => {
+                let _ = reply.send(self.relay.pending_deliveries());
+            }
+            Command::Shutdown => return false,
+        }
+        true
     }
 
     fn feed(&mut self, event: Event) {
