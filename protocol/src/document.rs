@@ -5,6 +5,11 @@
 //! plaintext of a sealed payload); only the routing subset (type, priority, due date,
 //! reference) is copied into the clear envelope. The specialised-CA signature inside an
 //! attachment (e.g. a signed PDF) travels untouched.
+//!
+//! Every struct here declares its fields in deterministic-CBOR key order (shorter names
+//! first, then bytewise), so serde writes canonical bytes at the first try and
+//! [`cbor::to_canonical`] never has to rebuild and sort the maps (that took most of a
+//! document's encoding time on the send path).
 
 use serde::{Deserialize, Serialize};
 
@@ -85,19 +90,19 @@ impl BusinessType {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Organization {
+    /// Email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
     /// OrganId: the agency code.
     pub organ_id: AgencyId,
+    /// Telephone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telephone: Option<String>,
     /// OrganName.
     pub organ_name: String,
     /// OrganAdd.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organ_address: Option<String>,
-    /// Email.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// Telephone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub telephone: Option<String>,
 }
 
 /// Code (CodeNumber / CodeNotation), e.g. `123` / `QĐ-TTg`.
@@ -112,31 +117,31 @@ pub struct Code {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Promulgation {
-    pub place: String,
     /// `YYYY-MM-DD`.
     pub date: String,
+    pub place: String,
 }
 
 /// SignerInfo.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Signer {
-    pub competence: String,
     pub position: String,
     pub full_name: String,
+    pub competence: String,
 }
 
 /// ResponseFor / the document a revoke, update or replace refers to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reference {
-    /// The earlier document's DocumentId.
-    pub document_id: String,
-    /// Its issuing agency.
-    pub organ_id: AgencyId,
     /// Its code, as text (`123/QĐ-TTg`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// Its issuing agency.
+    pub organ_id: AgencyId,
+    /// The earlier document's DocumentId.
+    pub document_id: String,
     /// Its promulgation date, `YYYY-MM-DD`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promulgation_date: Option<String>,
@@ -146,65 +151,65 @@ pub struct Reference {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentHeader {
-    pub from: Organization,
     pub to: Vec<Organization>,
-    /// DocumentId: `OrganId,yyyy/MM/dd,Number/Notation`.
-    pub document_id: String,
     pub code: Code,
-    pub promulgation: Promulgation,
-    /// DocumentType/Type (the national document type code).
-    pub document_type: String,
-    /// DocumentType/TypeName.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub document_type_name: Option<String>,
-    /// Subject (trích yếu).
-    pub subject: String,
+    pub from: Organization,
+    pub signer: Signer,
     /// Content (summary or full text when there is no attachment).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
-    pub signer: Signer,
-    /// DueDate, `YYYY-MM-DD`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub due_date: Option<String>,
-    /// ToPlaces (nơi nhận), free text.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub to_places: Vec<String>,
-    /// OtherInfo/Priority 0–4.
-    #[serde(default)]
-    pub priority: u8,
-    /// OtherInfo/SphereOfPromulgation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sphere_of_promulgation: Option<String>,
-    /// OtherInfo/PageAmount.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub page_amount: Option<u32>,
-    /// SteeringType (0 none, 1 directing, 2 reporting…).
-    #[serde(default)]
-    pub steering_type: u8,
-    /// ResponseFor: the earlier document this one answers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response_for: Option<Reference>,
+    /// Subject (trích yếu).
+    pub subject: String,
     /// Business type and, for 1–3, the document it acts on.
     #[serde(default)]
     pub business: BusinessType,
+    /// DueDate, `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_date: Option<String>,
+    /// OtherInfo/Priority 0–4.
+    #[serde(default)]
+    pub priority: u8,
+    /// ToPlaces (nơi nhận), free text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to_places: Vec<String>,
+    /// DocumentId: `OrganId,yyyy/MM/dd,Number/Notation`.
+    pub document_id: String,
+    /// OtherInfo/PageAmount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_amount: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub business_ref: Option<Reference>,
+    pub promulgation: Promulgation,
+    /// ResponseFor: the earlier document this one answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_for: Option<Reference>,
+    /// DocumentType/Type (the national document type code).
+    pub document_type: String,
+    /// SteeringType (0 none, 1 directing, 2 reporting…).
+    #[serde(default)]
+    pub steering_type: u8,
     /// BussinessDocReason: why an earlier document is revoked, updated or replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub business_reason: Option<String>,
+    /// DocumentType/TypeName.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_type_name: Option<String>,
+    /// OtherInfo/SphereOfPromulgation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sphere_of_promulgation: Option<String>,
 }
 
 /// An attachment (usually the signed PDF).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Attachment {
-    pub name: String,
-    /// MIME type, e.g. `application/pdf`.
-    pub mime: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
     #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
+    /// MIME type, e.g. `application/pdf`.
+    pub mime: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// A complete document: the plaintext that is sealed for the recipients.
@@ -502,6 +507,36 @@ mod tests {
             data: b"%PDF-1.7 signed".to_vec(),
         });
         d
+    }
+
+    /// Fields declared in canonical key order (see the module's documentation): serde's
+    /// own output, with every optional field present, is already canonical.
+    #[test]
+    fn fields_are_declared_in_canonical_key_order() {
+        let mut d = doc();
+        let reference = Reference {
+            code: Some("1/QĐ".into()),
+            organ_id: d.header.from.organ_id.clone(),
+            document_id: "x".into(),
+            promulgation_date: Some("2026-11-01".into()),
+        };
+        let h = &mut d.header;
+        h.from.organ_address = Some("1 Hoàng Hoa Thám".into());
+        h.from.email = Some("vp@example.gov.vn".into());
+        h.from.telephone = Some("024".into());
+        h.content = Some("tóm tắt".into());
+        h.due_date = Some("2026-12-01".into());
+        h.to_places = vec!["Bộ Nội vụ".into()];
+        h.sphere_of_promulgation = Some("toàn quốc".into());
+        h.response_for = Some(reference.clone());
+        h.business = BusinessType::Replace;
+        h.business_ref = Some(reference);
+        h.business_reason = Some("sai sót".into());
+        d.attachments[0].description = Some("bản ký số".into());
+        let mut first_try = Vec::new();
+        ciborium::into_writer(&d, &mut first_try).unwrap();
+        cbor::check_canonical(&first_try, usize::MAX).unwrap();
+        assert_eq!(first_try, d.to_bytes().unwrap());
     }
 
     #[test]

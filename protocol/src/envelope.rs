@@ -10,6 +10,9 @@
 //! header `[body, signature]`, whether or not the payload travels with it. [`SignedEnvelope::decode`] checks shape and limits; the
 //! signature needs the sender's key from the roster, so it is checked by
 //! [`SignedEnvelope::verify`], which every receiver calls before acting.
+//!
+//! The body's structs declare their fields in canonical key order (shorter names first),
+//! so the first encoding is already canonical and signing never rebuilds and sorts it.
 
 use serde::{Deserialize, Serialize};
 
@@ -62,12 +65,6 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Routing {
-    /// edXML DocumentType code (e.g. `1` for a decision), for documents.
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "type")]
-    pub doc_type: Option<String>,
-    /// Priority 0–4 (edXML OtherInfo/Priority).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub priority: u8,
     /// Due date, `YYYY-MM-DD`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due: Option<String>,
@@ -75,9 +72,15 @@ pub struct Routing {
     /// that a status is about.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "ref")]
     pub refers_to: Option<ContentId>,
+    /// edXML DocumentType code (e.g. `1` for a decision), for documents.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "type")]
+    pub doc_type: Option<String>,
     /// The status code, for status envelopes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<StatusCode>,
+    /// Priority 0–4 (edXML OtherInfo/Priority).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: u8,
 }
 
 fn is_zero(v: &u8) -> bool {
@@ -93,16 +96,16 @@ pub enum Payload {
     /// A small sealed payload carried beside the body ([`InlinePayload`]): the SHA-256 and
     /// size of its canonical bytes.
     Inline {
+        size: u32,
         #[serde(with = "crate::cbor::bytes32")]
         digest: [u8; 32],
-        size: u32,
     },
     /// A sealed payload fetched by hash: the manifest's id (SHA-256 of its canonical bytes)
     /// and the total ciphertext size (manifest and chunks), for quotas before fetching.
     External {
+        size: u64,
         #[serde(with = "crate::cbor::bytes32")]
         manifest: [u8; 32],
-        size: u64,
     },
     /// A signed roster epoch (kind `roster` only), verified against the root keys.
     Roster(#[serde(with = "serde_bytes")] Vec<u8>),
@@ -114,23 +117,23 @@ pub enum Payload {
 pub struct EnvelopeBody {
     /// Format version, [`ENVELOPE_VERSION`].
     pub v: u8,
-    /// What the envelope carries.
-    pub kind: Kind,
-    /// The signing agency.
-    pub from: AgencyId,
     /// Recipients, sorted and unique (empty only for roster envelopes).
     pub to: Vec<AgencyId>,
     /// Per-sender sequence number, from 1, without gaps.
     pub seq: u64,
+    /// The signing agency.
+    pub from: AgencyId,
+    /// What the envelope carries.
+    pub kind: Kind,
     /// The content id of the sender's envelope `seq - 1` (absent for `seq == 1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev: Option<ContentId>,
-    /// Creation time, milliseconds since the Unix epoch, by the sender's clock.
-    pub created_ms: u64,
-    /// Clear routing fields.
-    pub routing: Routing,
     /// The sealed content.
     pub payload: Payload,
+    /// Clear routing fields.
+    pub routing: Routing,
+    /// Creation time, milliseconds since the Unix epoch, by the sender's clock.
+    pub created_ms: u64,
 }
 
 /// Why an envelope was refused.
@@ -297,9 +300,9 @@ fn is_iso_date(s: &str) -> bool {
 #[serde(deny_unknown_fields)]
 pub struct InlinePayload {
     #[serde(with = "serde_bytes")]
-    pub manifest: Vec<u8>,
-    #[serde(with = "serde_bytes")]
     pub chunk: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub manifest: Vec<u8>,
 }
 
 impl InlinePayload {
@@ -645,6 +648,46 @@ mod tests {
 
     fn key() -> SigningKey {
         SigningKey::generate(&mut rand_chacha::ChaCha20Rng::seed_from_u64(1))
+    }
+
+    /// Fields (and struct variants' fields) are declared in canonical key order, so the
+    /// body's first encoding is canonical and signing never re-sorts it.
+    #[test]
+    fn fields_are_declared_in_canonical_key_order() {
+        let full = EnvelopeBody {
+            prev: Some(ContentId([3; 32])),
+            routing: Routing {
+                refers_to: Some(ContentId([4; 32])),
+                status: Some(StatusCode::Accepted),
+                ..body().routing
+            },
+            ..body()
+        };
+        let payloads = [
+            Payload::None,
+            Payload::Inline {
+                size: 10,
+                digest: [5; 32],
+            },
+            full.payload.clone(),
+            Payload::Roster(vec![1, 2]),
+        ];
+        for payload in payloads {
+            let body = EnvelopeBody {
+                payload,
+                ..full.clone()
+            };
+            let mut first_try = Vec::new();
+            ciborium::into_writer(&body, &mut first_try).unwrap();
+            cbor::check_canonical(&first_try, usize::MAX).unwrap();
+        }
+        let inline = InlinePayload {
+            manifest: vec![1],
+            chunk: vec![2],
+        };
+        let mut first_try = Vec::new();
+        ciborium::into_writer(&inline, &mut first_try).unwrap();
+        cbor::check_canonical(&first_try, usize::MAX).unwrap();
     }
 
     #[test]

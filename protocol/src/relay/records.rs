@@ -1,6 +1,7 @@
 //! The records the relay core persists (values of the [`Column`]s) and their key layouts.
 //! All values are deterministic CBOR; decoding a stored record never panics (a corrupt
-//! record is reported, not trusted).
+//! record is reported, not trusted). The records written for every document declare their
+//! fields in canonical key order, so encoding them never has to sort the maps.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -61,9 +62,9 @@ pub struct SeenRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatusEntry {
-    pub code: StatusCode,
     /// The status envelope.
     pub id: ContentId,
+    pub code: StatusCode,
     /// Its creation time, by its signer's clock.
     pub at_ms: u64,
 }
@@ -73,17 +74,17 @@ pub struct StatusEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatusRecord {
-    /// The document's sender.
-    pub sender: AgencyId,
-    /// When the document was created.
-    pub sent_ms: u64,
     /// Where it stands.
     pub chain: StatusChain,
-    /// Statuses in the order applied (the last [`MAX_STATUS_HISTORY`]).
-    pub history: Vec<StatusEntry>,
     /// Why delivery ended without arrival, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended: Option<String>,
+    /// The document's sender.
+    pub sender: AgencyId,
+    /// Statuses in the order applied (the last [`MAX_STATUS_HISTORY`]).
+    pub history: Vec<StatusEntry>,
+    /// When the document was created.
+    pub sent_ms: u64,
 }
 
 impl StatusRecord {
@@ -182,6 +183,41 @@ pub fn split_agency_seq_key(key: &[u8]) -> Option<(AgencyId, u64)> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Records written for every document encode canonically at the first try.
+    #[test]
+    fn per_document_records_are_declared_in_canonical_key_order() {
+        let mut status = StatusRecord::new(AgencyId::parse("000.00.00.G22").unwrap(), 1);
+        status.ended = Some("expired".into());
+        let chain = status
+            .chain
+            .apply(crate::status::Party::Recipient, StatusCode::Arrived);
+        status.push(
+            chain.unwrap(),
+            StatusEntry {
+                id: ContentId([1; 32]),
+                code: StatusCode::Arrived,
+                at_ms: 2,
+            },
+        );
+        let head = ChainHead {
+            seq: 1,
+            last: Some(ContentId([2; 32])),
+            inbox_next: 3,
+        };
+        let delivery = DeliveryRecord {
+            role: Role::Origin,
+            created_ms: 4,
+        };
+        fn first_try_is_canonical(value: &impl Serialize) {
+            let mut encoded = Vec::new();
+            ciborium::into_writer(value, &mut encoded).unwrap();
+            cbor::check_canonical(&encoded, usize::MAX).unwrap();
+        }
+        first_try_is_canonical(&status);
+        first_try_is_canonical(&head);
+        first_try_is_canonical(&delivery);
+    }
 
     #[test]
     fn keys_split_back() {
