@@ -529,6 +529,9 @@ struct Run {
     lat: Vec<Duration>,
     /// CPU the node process used per acknowledged document, in µs (lienthong runs only).
     cpu_us: f64,
+    /// CPU this process (the HTTP client) used per acknowledged document, in µs (lienthong
+    /// runs only): with the node's, what one document costs the 2 cores.
+    client_cpu_us: f64,
 }
 
 /// Runs `concurrency` loops of `op` for `seconds`; each loop gets its index and a counter.
@@ -564,6 +567,7 @@ where
         per_s: lat.len() as f64 / elapsed,
         lat,
         cpu_us: f64::NAN,
+        client_cpu_us: f64::NAN,
     })
 }
 
@@ -629,6 +633,7 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
                         let (client, url, token, template) =
                             (client.clone(), url.clone(), token.clone(), template.clone());
                         let cpu_before = cpu_seconds(pid)?;
+                        let client_before = cpu_seconds(std::process::id())?;
                         let mut run = timed(concurrency, seconds, move |task, n| {
                             let body = template.fill(&format!("bench-{serial}-{task}-{n}"));
                             let (client, url, token) = (client.clone(), url.clone(), token.clone());
@@ -639,6 +644,9 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
                         // Every acknowledged document (the run's wall time exceeds `seconds`).
                         let docs = run.lat.len() as f64;
                         run.cpu_us = (cpu_seconds(pid)? - cpu_before) * 1e6 / docs.max(1.0);
+                        run.client_cpu_us = (cpu_seconds(std::process::id())? - client_before)
+                            * 1e6
+                            / docs.max(1.0);
                         run
                     } else {
                         jetstream_run(&js, &template, concurrency, seconds, serial)
@@ -666,11 +674,19 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
                 ms(percentile(&l.lat, 0.99)),
                 2,
             );
-            let mut cpu: Vec<f64> = l_runs.iter().map(|r| r.cpu_us).collect();
-            cpu.sort_by(f64::total_cmp);
+            let median = |of: fn(&Run) -> f64| {
+                let mut values: Vec<f64> = l_runs.iter().map(of).collect();
+                values.sort_by(f64::total_cmp);
+                values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+            };
             figures.num(
                 &format!("ingest_node_cpu_us_per_doc_{label}"),
-                cpu.get(cpu.len() / 2).copied().unwrap_or(f64::NAN),
+                median(|r| r.cpu_us),
+                0,
+            );
+            figures.num(
+                &format!("ingest_client_cpu_us_per_doc_{label}"),
+                median(|r| r.client_cpu_us),
                 0,
             );
             figures.num(&format!("jetstream_fsync_per_s_{label}"), j.per_s, 0);
