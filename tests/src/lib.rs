@@ -43,6 +43,18 @@ pub enum HarnessError {
     },
     #[error("timed out after {after:?} waiting until {what}")]
     Timeout { what: String, after: Duration },
+    #[error("{name} exited ({status}) before it was ready; the end of its log:\n{log}")]
+    Exited {
+        name: String,
+        status: std::process::ExitStatus,
+        log: String,
+    },
+    #[error("{name} was not ready after {after:?}; the end of its log:\n{log}")]
+    NotReady {
+        name: String,
+        after: Duration,
+        log: String,
+    },
     #[error("HTTP {method} {path}: {detail}")]
     Http {
         method: &'static str,
@@ -89,6 +101,16 @@ pub fn binary(name: &str) -> Result<PathBuf, HarnessError> {
             cargo.arg("--release");
         }
         cargo.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        // Built as a plain `cargo build` would, without what Cargo (or nextest) set for this
+        // test or program: `ring`'s build script reruns when CARGO_MANIFEST_DIR changes, so
+        // everything above ring (rustls, libp2p, reqwest, the nodes) was rebuilt inside the
+        // first test of every run after any plain build (about 2 minutes of CPU; more than
+        // the test's 5 under load), and again by the next plain build.
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(set_by_cargo_for_a_package) {
+                cargo.env_remove(key);
+            }
+        }
         match cargo.status() {
             Ok(s) if s.success() => Ok(()),
             Ok(s) => Err(format!("cargo build exited with {s}")),
@@ -97,6 +119,21 @@ pub fn binary(name: &str) -> Result<PathBuf, HarnessError> {
     });
     built.clone().map_err(HarnessError::Build)?;
     Ok(target_dir().join(name))
+}
+
+/// Whether Cargo sets the environment variable `key` for the package it builds or runs
+/// (rather than to configure Cargo itself, like CARGO_TARGET_DIR or CARGO_BUILD_JOBS).
+fn set_by_cargo_for_a_package(key: &str) -> bool {
+    matches!(
+        key,
+        "CARGO_MANIFEST_DIR"
+            | "CARGO_MANIFEST_PATH"
+            | "CARGO_CRATE_NAME"
+            | "CARGO_PRIMARY_PACKAGE"
+            | "CARGO_TARGET_TMPDIR"
+            | "OUT_DIR"
+    ) || key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_BIN_")
 }
 
 /// What a node process runs.
@@ -190,6 +227,33 @@ impl NodeProcess {
     /// The process id while it runs (for reading `/proc/<pid>`).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// How the process ended, if it has ended (it is then reaped; [`Self::kill`] and
+    /// [`Self::stop`] still do nothing harmful).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// The last `lines` lines of the node's log, or why they could not be read.
+    pub fn log_tail(&self, lines: usize) -> String {
+        match std::fs::read(self.dir.join("node.log")) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let all: Vec<&str> = text.lines().collect();
+                let tail = all
+                    .get(all.len().saturating_sub(lines)..)
+                    .unwrap_or_default();
+                if tail.is_empty() {
+                    "(empty)".to_owned()
+                } else {
+                    tail.join("\n")
+                }
+            }
+            Err(e) => format!("(unreadable: {e})"),
+        }
     }
 
     /// Whether the process is running.
@@ -462,31 +526,15 @@ impl Federation {
     ) -> Result<Duration, HarnessError> {
         let started = Instant::now();
         self.centrals[i].start()?;
-        self.wait_ready(&self.centrals[i], within).await?;
+        wait_ready(&self.http, &mut self.centrals[i], within).await?;
         Ok(started.elapsed())
-    }
-
-    async fn wait_ready(&self, node: &NodeProcess, within: Duration) -> Result<(), HarnessError> {
-        let url = format!("{}{}", node.api, node.role.ready_path());
-        let http = self.http.clone();
-        wait_until(&format!("{} is ready", node.name), within, || {
-            let http = http.clone();
-            let url = url.clone();
-            async move {
-                http.get(&url)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            }
-        })
-        .await
     }
 
     /// Starts agency node `i` and waits until its API answers ready.
     pub async fn start(&mut self, i: usize, within: Duration) -> Result<Duration, HarnessError> {
         let started = Instant::now();
         self.nodes[i].start()?;
-        self.wait_ready(&self.nodes[i], within).await?;
+        wait_ready(&self.http, &mut self.nodes[i], within).await?;
         Ok(started.elapsed())
     }
 
@@ -771,6 +819,48 @@ impl Federation {
                 path: "/v1/health/ready".into(),
                 detail: format!("{status}: {health}"),
             })
+    }
+}
+
+/// Lines of a node's log quoted when it fails to become ready.
+const LOG_TAIL: usize = 20;
+
+/// Waits until `node` answers ready, re-checking every [`RECHECK`], for at most `within`,
+/// but fails at once if its process has exited: a node that fails at start-up is reported
+/// as such, with the end of its log, not as one not ready at the deadline. (In a network
+/// namespace even a missing binary shows only then: the process spawned is `ip netns
+/// exec`, which starts and then fails to run the node.)
+async fn wait_ready(
+    http: &reqwest::Client,
+    node: &mut NodeProcess,
+    within: Duration,
+) -> Result<(), HarnessError> {
+    let url = format!("{}{}", node.api, node.role.ready_path());
+    let deadline = Instant::now() + within;
+    loop {
+        let ready = http
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready {
+            return Ok(());
+        }
+        if let Some(status) = node.exit_status() {
+            return Err(HarnessError::Exited {
+                name: node.name.clone(),
+                status,
+                log: node.log_tail(LOG_TAIL),
+            });
+        }
+        if Instant::now() >= deadline {
+            return Err(HarnessError::NotReady {
+                name: node.name.clone(),
+                after: within,
+                log: node.log_tail(LOG_TAIL),
+            });
+        }
+        tokio::time::sleep(RECHECK).await;
     }
 }
 
