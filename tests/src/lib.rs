@@ -121,6 +121,25 @@ pub fn binary(name: &str) -> Result<PathBuf, HarnessError> {
     Ok(target_dir().join(name))
 }
 
+/// The last `n` lines of the file at `path`, or why they could not be read.
+pub fn log_tail(path: &Path, n: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines
+                .get(lines.len().saturating_sub(n)..)
+                .unwrap_or_default();
+            if tail.is_empty() {
+                "(empty)".to_owned()
+            } else {
+                tail.join("\n")
+            }
+        }
+        Err(e) => format!("(unreadable: {e})"),
+    }
+}
+
 /// Whether Cargo sets the environment variable `key` for the package it builds or runs
 /// (rather than to configure Cargo itself, like CARGO_TARGET_DIR or CARGO_BUILD_JOBS).
 fn set_by_cargo_for_a_package(key: &str) -> bool {
@@ -239,21 +258,7 @@ impl NodeProcess {
 
     /// The last `lines` lines of the node's log, or why they could not be read.
     pub fn log_tail(&self, lines: usize) -> String {
-        match std::fs::read(self.dir.join("node.log")) {
-            Ok(bytes) => {
-                let text = String::from_utf8_lossy(&bytes);
-                let all: Vec<&str> = text.lines().collect();
-                let tail = all
-                    .get(all.len().saturating_sub(lines)..)
-                    .unwrap_or_default();
-                if tail.is_empty() {
-                    "(empty)".to_owned()
-                } else {
-                    tail.join("\n")
-                }
-            }
-            Err(e) => format!("(unreadable: {e})"),
-        }
+        log_tail(&self.dir.join("node.log"), lines)
     }
 
     /// Whether the process is running.

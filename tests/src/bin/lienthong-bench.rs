@@ -23,7 +23,7 @@ use anyhow::{Context as _, anyhow, bail, ensure};
 use base64::Engine as _;
 use clap::Parser;
 use lienthong_protocol::agency::AgencyId;
-use lienthong_tests::{Federation, percentile, wait_until};
+use lienthong_tests::{Federation, log_tail, percentile, wait_until};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde_json::{Value, json};
@@ -1202,25 +1202,6 @@ fn exited(pid: u32) -> bool {
             .and_then(|(_, rest)| rest.split_whitespace().next())
             .is_some_and(|state| state == "Z" || state == "X")
     })
-}
-
-/// The last `n` lines of the file at `path`, or why they could not be read.
-fn log_tail(path: &Path, n: usize) -> String {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let text = String::from_utf8_lossy(&bytes);
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = lines
-                .get(lines.len().saturating_sub(n)..)
-                .unwrap_or_default();
-            if tail.is_empty() {
-                "(empty)".to_owned()
-            } else {
-                tail.join("\n")
-            }
-        }
-        Err(e) => format!("(unreadable: {e})"),
-    }
 }
 
 /// Opens agency `tenant`'s inbox event stream (`GET /v1/inbox/stream`) on the node at
