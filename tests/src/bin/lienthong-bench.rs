@@ -614,7 +614,11 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
                 node = IngestNode::start().await?;
             }
             fresh = false;
-            let (pid, url, token) = (node.pid, node.url.clone(), node.token.clone());
+            let (mut pid, mut url, mut token) = (node.pid, node.url.clone(), node.token.clone());
+            // Documents this node holds (its recipient never runs): near the node's bound on
+            // pending deliveries (200 000) sends are refused with 503, so a node that has
+            // taken more than half of it is replaced before the next run (and warmed up).
+            let mut on_node = 0usize;
             let template = Arc::new(Template::new(&node.sender, &node.recipient, size, 1)?);
             let client = http_client(concurrency)?;
             let mut l_runs = Vec::new();
@@ -630,6 +634,26 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
                 for lienthong in order {
                     serial += 1;
                     let run = if lienthong {
+                        if on_node > 100_000 {
+                            peak_rss = peak_rss.max(rss_mib(node.pid, "VmHWM")?);
+                            node = IngestNode::start().await?;
+                            (pid, url, token) = (node.pid, node.url.clone(), node.token.clone());
+                            let warm_up = {
+                                let (client, url, token, template) =
+                                    (client.clone(), url.clone(), token.clone(), template.clone());
+                                timed(concurrency, 0.5, move |task, n| {
+                                    let body = template.fill(&format!("warm-{serial}-{task}-{n}"));
+                                    let (client, url, token) =
+                                        (client.clone(), url.clone(), token.clone());
+                                    async move {
+                                        post_document(&client, &url, &token, body).await.map(drop)
+                                    }
+                                })
+                                .await
+                                .with_context(|| format!("lienthong ingest {label} (warm-up)"))?
+                            };
+                            on_node = warm_up.lat.len();
+                        }
                         let (client, url, token, template) =
                             (client.clone(), url.clone(), token.clone(), template.clone());
                         let cpu_before = cpu_seconds(pid)?;
@@ -642,6 +666,7 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
                         .await
                         .with_context(|| format!("lienthong ingest {label}"))?;
                         // Every acknowledged document (the run's wall time exceeds `seconds`).
+                        on_node += run.lat.len();
                         let docs = run.lat.len() as f64;
                         run.cpu_us = (cpu_seconds(pid)? - cpu_before) * 1e6 / docs.max(1.0);
                         run.client_cpu_us = (cpu_seconds(std::process::id())? - client_before)
