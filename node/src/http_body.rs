@@ -27,6 +27,15 @@ pub enum RequestBodyError {
     Broken(String),
 }
 
+/// The body length a request declares in `Content-Length`, if it declares a valid one
+/// (for refusing an oversized body before reading it).
+pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 /// Reads a request body of at most `limit` bytes (refused as soon as it goes past), each
 /// piece arriving within `idle` of the previous one and, past `idle`, at
 /// [`REQUEST_BODY_MIN_BYTES_PER_S`] on average.

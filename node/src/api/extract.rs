@@ -21,12 +21,7 @@ pub struct JsonBody<T>(pub T);
 /// Reads a request body of at most `limit` bytes: refused from `Content-Length` before
 /// reading, and while reading as soon as it goes past the limit.
 pub async fn read_body(request: Request, limit: usize) -> Result<Bytes, Problem> {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    if crate::http_body::declared_length(request.headers()).is_some_and(|len| len > limit as u64) {
         return Err(Problem::too_large(limit));
     }
     crate::http_body::read_request(

@@ -2,7 +2,7 @@
 //! opened with the tenant's encryption secret (inline beside the envelope, or a stored
 //! manifest and its chunks). Blocking: call through [`ApiState::blocking`].
 
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use lienthong_protocol::agency::AgencyId;
 use lienthong_protocol::content_id::ContentId;
 use lienthong_protocol::document::Document;
@@ -13,6 +13,7 @@ use lienthong_protocol::status::StatusDetail;
 
 use super::ApiState;
 use super::problem::Problem;
+use crate::http_body::declared_length;
 
 /// Largest request body whose decoding runs on the async worker that read it (see
 /// [`ApiState::blocking_unless_small`]).
@@ -20,10 +21,7 @@ pub(crate) const INLINE_BODY_BYTES: usize = 64 * 1024;
 
 /// Whether the request's body was at most [`INLINE_BODY_BYTES`] by its `content-length`.
 pub(crate) fn is_small_body(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .is_some_and(|len| len <= INLINE_BODY_BYTES)
+    declared_length(headers).is_some_and(|len| len <= INLINE_BODY_BYTES as u64)
 }
 
 /// What a caller's tenant is to a document.

@@ -243,11 +243,7 @@ async fn call(
     } else {
         MAX_SMALL_BODY
     };
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if crate::http_body::declared_length(headers).is_some_and(|n| n > limit as u64) {
         return Err(HubError::TooLarge { limit });
     }
     let _send_permit = if operation == "sendEdoc" {
