@@ -841,31 +841,29 @@ async fn wait_ready(
     within: Duration,
 ) -> Result<(), HarnessError> {
     let url = format!("{}{}", node.api, node.role.ready_path());
-    let deadline = Instant::now() + within;
-    loop {
-        let ready = http
-            .get(&url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ready {
-            return Ok(());
+    let what = format!("{} is ready", node.name);
+    let waited = poll_until(&what, within, || {
+        let exited = node.exit_status().map(|status| HarnessError::Exited {
+            name: node.name.clone(),
+            status,
+            log: node.log_tail(LOG_TAIL),
+        });
+        let answer = http.get(&url).send();
+        async move {
+            match exited {
+                Some(e) => Err(e),
+                None => Ok(answer.await.is_ok_and(|r| r.status().is_success())),
+            }
         }
-        if let Some(status) = node.exit_status() {
-            return Err(HarnessError::Exited {
-                name: node.name.clone(),
-                status,
-                log: node.log_tail(LOG_TAIL),
-            });
-        }
-        if Instant::now() >= deadline {
-            return Err(HarnessError::NotReady {
-                name: node.name.clone(),
-                after: within,
-                log: node.log_tail(LOG_TAIL),
-            });
-        }
-        tokio::time::sleep(RECHECK).await;
+    })
+    .await;
+    match waited {
+        Err(HarnessError::Timeout { after, .. }) => Err(HarnessError::NotReady {
+            name: node.name.clone(),
+            after,
+            log: node.log_tail(LOG_TAIL),
+        }),
+        other => other,
     }
 }
 
@@ -879,9 +877,22 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    poll_until(what, within, || {
+        let holds = check();
+        async move { Ok(holds.await) }
+    })
+    .await
+}
+
+/// As [`wait_until`], but `check` may also fail, which ends the wait at once with its error.
+async fn poll_until<F, Fut>(what: &str, within: Duration, mut check: F) -> Result<(), HarnessError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, HarnessError>>,
+{
     let deadline = Instant::now() + within;
     loop {
-        if check().await {
+        if check().await? {
             return Ok(());
         }
         if Instant::now() >= deadline {
