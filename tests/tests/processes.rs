@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use lienthong_protocol::agency::AgencyId;
-use lienthong_tests::{Federation, binary, devnet, wait_until};
+use lienthong_tests::{Federation, HarnessError, binary, devnet, wait_until};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -31,6 +31,20 @@ const DELIVERED: Duration = Duration::from_secs(120);
 
 fn agency(code: &str) -> AgencyId {
     AgencyId::parse(code).unwrap()
+}
+
+/// A node that cannot start is reported as exited, with the end of its log naming why,
+/// not as one that was not ready by the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_cannot_start_is_reported_with_its_log() {
+    let mut fed = Federation::generate(12, &[&["000.00.00.G01"]]).unwrap();
+    std::fs::write(fed.nodes[0].dir.join("config.toml"), "not = [toml").unwrap();
+    match fed.start(0, READY).await {
+        Err(HarnessError::Exited { log, .. }) => {
+            assert!(log.contains("config"), "the log does not say why: {log}");
+        }
+        other => panic!("expected the node to be reported as exited, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
