@@ -610,14 +610,12 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
             // Each point on a fresh node: the outbox the points before left (the recipient
             // never runs) would reach the node's bound on pending deliveries (200 000).
             if !fresh {
-                peak_rss = peak_rss.max(rss_mib(node.pid, "VmHWM")?);
-                node = IngestNode::start().await?;
+                node.renew(&mut peak_rss).await?;
             }
             fresh = false;
-            let (mut pid, mut url, mut token) = (node.pid, node.url.clone(), node.token.clone());
-            // Documents this node holds (its recipient never runs): near the node's bound on
-            // pending deliveries (200 000) sends are refused with 503, so a node that has
-            // taken more than half of it is replaced before the next run (and warmed up).
+            // Documents this node holds: near that bound sends are refused with 503, so a
+            // node that has taken more than half of it is replaced before the next run (and
+            // warmed up).
             let mut on_node = 0usize;
             let template = Arc::new(Template::new(&node.sender, &node.recipient, size, 1)?);
             let client = http_client(concurrency)?;
@@ -635,43 +633,30 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
                     serial += 1;
                     let run = if lienthong {
                         if on_node > 100_000 {
-                            peak_rss = peak_rss.max(rss_mib(node.pid, "VmHWM")?);
-                            node = IngestNode::start().await?;
-                            (pid, url, token) = (node.pid, node.url.clone(), node.token.clone());
-                            let warm_up = {
-                                let (client, url, token, template) =
-                                    (client.clone(), url.clone(), token.clone(), template.clone());
-                                timed(concurrency, 0.5, move |task, n| {
-                                    let body = template.fill(&format!("warm-{serial}-{task}-{n}"));
-                                    let (client, url, token) =
-                                        (client.clone(), url.clone(), token.clone());
-                                    async move {
-                                        post_document(&client, &url, &token, body).await.map(drop)
-                                    }
-                                })
+                            node.renew(&mut peak_rss).await?;
+                            let warm_up = node
+                                .run(
+                                    &client,
+                                    &template,
+                                    concurrency,
+                                    0.5,
+                                    format!("warm-{serial}"),
+                                )
                                 .await
-                                .with_context(|| format!("lienthong ingest {label} (warm-up)"))?
-                            };
+                                .with_context(|| format!("lienthong ingest {label} (warm-up)"))?;
                             on_node = warm_up.lat.len();
                         }
-                        let (client, url, token, template) =
-                            (client.clone(), url.clone(), token.clone(), template.clone());
-                        let cpu_before = cpu_seconds(pid)?;
-                        let client_before = cpu_seconds(std::process::id())?;
-                        let mut run = timed(concurrency, seconds, move |task, n| {
-                            let body = template.fill(&format!("bench-{serial}-{task}-{n}"));
-                            let (client, url, token) = (client.clone(), url.clone(), token.clone());
-                            async move { post_document(&client, &url, &token, body).await.map(drop) }
-                        })
-                        .await
-                        .with_context(|| format!("lienthong ingest {label}"))?;
-                        // Every acknowledged document (the run's wall time exceeds `seconds`).
+                        let run = node
+                            .run(
+                                &client,
+                                &template,
+                                concurrency,
+                                seconds,
+                                format!("bench-{serial}"),
+                            )
+                            .await
+                            .with_context(|| format!("lienthong ingest {label}"))?;
                         on_node += run.lat.len();
-                        let docs = run.lat.len() as f64;
-                        run.cpu_us = (cpu_seconds(pid)? - cpu_before) * 1e6 / docs.max(1.0);
-                        run.client_cpu_us = (cpu_seconds(std::process::id())? - client_before)
-                            * 1e6
-                            / docs.max(1.0);
                         run
                     } else {
                         jetstream_run(&js, &template, concurrency, seconds, serial)
@@ -796,6 +781,47 @@ impl IngestNode {
             sender,
             recipient,
         })
+    }
+}
+
+impl IngestNode {
+    /// Replaces this node with a fresh one, first taking its peak RSS into `peak`.
+    async fn renew(&mut self, peak: &mut f64) -> anyhow::Result<()> {
+        *peak = peak.max(rss_mib(self.pid, "VmHWM")?);
+        *self = Self::start().await?;
+        Ok(())
+    }
+
+    /// Posts documents made from `template` (ids `<tag>-<task>-<n>`) for `seconds`, with
+    /// `concurrency` in flight; with the node's and this process's (the client's) CPU per
+    /// acknowledged document.
+    async fn run(
+        &self,
+        client: &reqwest::Client,
+        template: &Arc<Template>,
+        concurrency: usize,
+        seconds: f64,
+        tag: String,
+    ) -> anyhow::Result<Run> {
+        let (client, url, token, template) = (
+            client.clone(),
+            self.url.clone(),
+            self.token.clone(),
+            Arc::clone(template),
+        );
+        let cpu_before = cpu_seconds(self.pid)?;
+        let client_before = cpu_seconds(std::process::id())?;
+        let mut run = timed(concurrency, seconds, move |task, n| {
+            let body = template.fill(&format!("{tag}-{task}-{n}"));
+            let (client, url, token) = (client.clone(), url.clone(), token.clone());
+            async move { post_document(&client, &url, &token, body).await.map(drop) }
+        })
+        .await?;
+        // Every acknowledged document (the run's wall time exceeds `seconds`).
+        let docs = (run.lat.len() as f64).max(1.0);
+        run.cpu_us = (cpu_seconds(self.pid)? - cpu_before) * 1e6 / docs;
+        run.client_cpu_us = (cpu_seconds(std::process::id())? - client_before) * 1e6 / docs;
+        Ok(run)
     }
 }
 
