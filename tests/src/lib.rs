@@ -13,6 +13,7 @@
 )]
 
 pub mod devnet;
+pub mod keepalive;
 pub mod netns;
 
 use std::path::{Path, PathBuf};

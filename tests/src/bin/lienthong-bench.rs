@@ -23,7 +23,7 @@ use anyhow::{Context as _, anyhow, bail, ensure};
 use base64::Engine as _;
 use clap::Parser;
 use lienthong_protocol::agency::AgencyId;
-use lienthong_tests::{Federation, log_tail, percentile, wait_until};
+use lienthong_tests::{Federation, keepalive, log_tail, percentile, wait_until};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde_json::{Value, json};
@@ -618,7 +618,6 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
             // warmed up).
             let mut on_node = 0usize;
             let template = Arc::new(Template::new(&node.sender, &node.recipient, size, 1)?);
-            let client = http_client(concurrency)?;
             let mut l_runs = Vec::new();
             let mut j_runs = Vec::new();
             // One warm-up of each (connections, caches, the JetStream stream's files).
@@ -635,25 +634,13 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
                         if on_node > 100_000 {
                             node.renew(&mut peak_rss).await?;
                             let warm_up = node
-                                .run(
-                                    &client,
-                                    &template,
-                                    concurrency,
-                                    0.5,
-                                    format!("warm-{serial}"),
-                                )
+                                .run(&template, concurrency, 0.5, format!("warm-{serial}"))
                                 .await
                                 .with_context(|| format!("lienthong ingest {label} (warm-up)"))?;
                             on_node = warm_up.lat.len();
                         }
                         let run = node
-                            .run(
-                                &client,
-                                &template,
-                                concurrency,
-                                seconds,
-                                format!("bench-{serial}"),
-                            )
+                            .run(&template, concurrency, seconds, format!("bench-{serial}"))
                             .await
                             .with_context(|| format!("lienthong ingest {label}"))?;
                         on_node += run.lat.len();
@@ -793,28 +780,40 @@ impl IngestNode {
     }
 
     /// Posts documents made from `template` (ids `<tag>-<task>-<n>`) for `seconds`, with
-    /// `concurrency` in flight; with the node's and this process's (the client's) CPU per
+    /// `concurrency` in flight, each task on its own keep-alive connection (opened before
+    /// the clock starts); with the node's and this process's (the client's) CPU per
     /// acknowledged document.
     async fn run(
         &self,
-        client: &reqwest::Client,
         template: &Arc<Template>,
         concurrency: usize,
         seconds: f64,
         tag: String,
     ) -> anyhow::Result<Run> {
-        let (client, url, token, template) = (
-            client.clone(),
-            self.url.clone(),
-            self.token.clone(),
-            Arc::clone(template),
-        );
+        let authorization = format!("Bearer {}", self.token);
+        let headers = [
+            ("authorization", authorization.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let mut connections = Vec::with_capacity(concurrency);
+        for _ in 0..concurrency {
+            let connection = keepalive::Connection::open(&self.url, &headers).await?;
+            connections.push(tokio::sync::Mutex::new(connection));
+        }
+        let (connections, template) = (Arc::new(connections), Arc::clone(template));
         let cpu_before = cpu_seconds(self.pid)?;
         let client_before = cpu_seconds(std::process::id())?;
         let mut run = timed(concurrency, seconds, move |task, n| {
             let body = template.fill(&format!("{tag}-{task}-{n}"));
-            let (client, url, token) = (client.clone(), url.clone(), token.clone());
-            async move { post_document(&client, &url, &token, body).await.map(drop) }
+            let connections = Arc::clone(&connections);
+            async move {
+                let mut connection = connections
+                    .get(task)
+                    .ok_or_else(|| anyhow!("no connection for task {task}"))?
+                    .lock()
+                    .await;
+                acknowledged(&connection.post(&body).await?)
+            }
         })
         .await?;
         // Every acknowledged document (the run's wall time exceeds `seconds`).
@@ -823,6 +822,24 @@ impl IngestNode {
         run.client_cpu_us = (cpu_seconds(std::process::id())? - client_before) * 1e6 / docs;
         Ok(run)
     }
+}
+
+/// Checks that an answer to `POST /v1/documents` acknowledged the document: 202 (durable
+/// in the outbox) with its content id.
+fn acknowledged(answer: &keepalive::Answer) -> anyhow::Result<()> {
+    ensure!(
+        answer.status == 202,
+        "POST /v1/documents: {}: {}",
+        answer.status,
+        String::from_utf8_lossy(&answer.body)
+    );
+    let sent: Value = serde_json::from_slice(&answer.body)
+        .with_context(|| format!("answer {}", String::from_utf8_lossy(&answer.body)))?;
+    ensure!(
+        sent["id"].as_str().is_some_and(|id| !id.is_empty()),
+        "answer without an id: {sent}"
+    );
+    Ok(())
 }
 
 /// Puts the relay's production timings (node/src/config.rs: custody after 5 s, retries from
