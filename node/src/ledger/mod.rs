@@ -53,7 +53,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use checkpoints::{Alarm, AlarmKind, Observation};
-pub use queue::{LedgerHook, queue_key, queue_prefix};
+pub use queue::{LedgerHook, entry_for, queue_key, queue_prefix};
 
 use crate::http_body::BodyError;
 use crate::net::{CHECKPOINTS_TOPIC, Command, NetError, NetHandle};
@@ -156,6 +156,10 @@ pub enum LedgerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Net(#[from] NetError),
+    #[error(
+        "the queue of log {log} names envelope {envelope} (sender #sequence), which is not stored; it stays queued"
+    )]
+    QueuedEnvelopeMissing { log: String, envelope: String },
 }
 
 /// One central log as the roster describes it.
@@ -598,8 +602,30 @@ impl LedgerClient {
         let page = inner.config.page.max(1);
         let rows = inner
             .store
-            .read(move |s| s.scan_prefix_limit(Column::LedgerQueue, &prefix, page))
+            .read(move |s| {
+                s.scan_prefix_limit(Column::LedgerQueue, &prefix, page)?
+                    .into_iter()
+                    .map(|(key, value)| Ok((key, entry_for(s, &value)?)))
+                    .collect::<Result<Vec<_>, StoreError>>()
+            })
             .await?;
+        let prefix_len = queue_prefix(&log.name).len();
+        let rows = rows
+            .into_iter()
+            .map(|(key, entry)| match entry {
+                Some(entry) => Ok((key, entry)),
+                None => Err(LedgerError::QueuedEnvelopeMissing {
+                    log: log.name.clone(),
+                    envelope: key
+                        .get(prefix_len..)
+                        .and_then(split_agency_seq_key)
+                        .map_or_else(
+                            || "?".to_owned(),
+                            |(sender, seq)| format!("{sender} #{seq}"),
+                        ),
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         known.retain(|key, _| rows.iter().any(|(k, _)| k == key));
         if rows.is_empty() {
             return Ok(Round::Empty);
@@ -610,7 +636,6 @@ impl LedgerClient {
         // Each sender's envelopes reach the log in sequence order (auditors check every
         // chain in log order): one sender's rows, consecutive in the queue's key order, go
         // one after the other; different senders' go concurrently.
-        let prefix_len = queue_prefix(&log.name).len();
         let sender = |key: &[u8]| {
             key.get(prefix_len..)
                 .and_then(split_agency_seq_key)

@@ -1,8 +1,12 @@
 //! The durable submission queues: one per central log, in the `LedgerQueue` column.
 //!
 //! Key: central node name ‖ 0x00 ‖ sender ‖ 0x00 ‖ sequence number (8 bytes, big-endian: the
-//! sender's `SenderSeq` key); value: the ledger entry bytes (the envelope header
-//! `[body, signature]`). The key makes a queue idempotent (writing an envelope twice, or
+//! sender's `SenderSeq` key); value: the envelope's content id. The ledger entry (the
+//! envelope header `[body, signature]`) is cut from the stored envelope when the queue is
+//! read ([`entry_for`]): own envelopes are never deleted, and a copy of the header in every
+//! log's queue was most of the bytes the store wrote and compacted per sent document.
+//! (Rows written before this held the entry itself, and are read as such.) The key makes a
+//! queue idempotent (writing an envelope twice, or
 //! re-deriving its entry after a crash, lands on the same row) and orders it by sender and
 //! sequence number, the order in which each sender's envelopes must reach a log: auditors
 //! check every sender's chain in log order.
@@ -18,6 +22,11 @@ use lienthong_protocol::cbor;
 use lienthong_protocol::relay::records::split_agency_seq_key;
 use lienthong_protocol::relay::store::{Batch, Column, StoreOp};
 use lienthong_protocol::roster::Roster;
+
+use crate::store::{Store, StoreError};
+
+/// Length of a queue row's value when it is a content id.
+const CONTENT_ID_LEN: usize = 32;
 
 /// The key prefix of one log's queue.
 pub fn queue_prefix(log: &str) -> Vec<u8> {
@@ -53,6 +62,20 @@ fn header_of(wire: &[u8]) -> Option<Vec<u8>> {
     Some(header)
 }
 
+/// The ledger entry a queue row's `value` stands for: the header of the stored envelope it
+/// names, or the value itself when the row holds the entry (rows written before queues held
+/// content ids; a header is never 32 bytes). `None` when the envelope is not stored, or not
+/// an envelope. Blocking.
+pub fn entry_for(store: &Store, value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    if value.len() != CONTENT_ID_LEN {
+        return Ok(Some(value.to_vec()));
+    }
+    Ok(store
+        .get(Column::Envelopes, value)?
+        .as_deref()
+        .and_then(header_of))
+}
+
 /// Turns the driver's batches into batches that also queue this node's own envelopes for
 /// every central log of the roster in force.
 #[derive(Debug, Clone, Default)]
@@ -77,8 +100,8 @@ impl LedgerHook {
         self.logs = roster.central.iter().map(|c| c.name.clone()).collect();
     }
 
-    /// Appends a queue row per log for each own envelope the batch stores; true when it
-    /// did. Envelopes of other agencies (received, held in custody) are not ours to submit.
+    /// Appends a queue row per log for each own envelope the batch stores (its content id);
+    /// true when it did. Envelopes of other agencies (received, held in custody) are not ours to submit.
     ///
     /// The relay signs a tenant's envelope in the batch that stores it, with the tenant's
     /// sequence index row (`SenderSeq`: tenant ‖ 0x00 ‖ seq → content id): those rows name
@@ -119,14 +142,14 @@ impl LedgerHook {
             let Some(sender_seq) = own.get(key.as_slice()) else {
                 continue;
             };
-            let Some(entry) = header_of(value) else {
+            if header_of(value).is_none() {
                 continue;
-            };
+            }
             for log in &self.logs {
                 rows.push(StoreOp::Put {
                     column: Column::LedgerQueue,
                     key: queue_key(log, sender_seq),
-                    value: entry.clone(),
+                    value: key.clone(),
                 });
             }
         }
@@ -169,7 +192,7 @@ mod tests {
 
     /// Stores `env` as the relay does, whether it signed or received it: the envelope and
     /// its sender's sequence index row.
-    fn store(batch: &mut Batch, env: &SignedEnvelope) {
+    fn store_envelope(batch: &mut Batch, env: &SignedEnvelope) {
         batch.put(
             Column::Envelopes,
             env.id().as_bytes().to_vec(),
@@ -214,8 +237,8 @@ mod tests {
         let own = envelope("000.00.00.G01", 1);
         let foreign = envelope("000.00.00.G02", 2);
         let mut batch = Batch::default();
-        store(&mut batch, &own);
-        store(&mut batch, &foreign);
+        store_envelope(&mut batch, &own);
+        store_envelope(&mut batch, &foreign);
         batch.put(Column::Meta, b"x".to_vec(), b"y".to_vec());
         assert!(hook.extend(&mut batch));
         let queued: Vec<_> = batch
@@ -237,12 +260,48 @@ mod tests {
         );
         for (log, (key, value)) in ["c0", "c1"].iter().zip(&queued) {
             assert_eq!(key, &queue_key(log, &agency_seq_key(&own.body().from, 1)));
-            assert_eq!(LedgerEntry::decode(value).unwrap().key(), own.id());
+            assert_eq!(
+                value.as_slice(),
+                own.id().as_bytes(),
+                "the row names the envelope"
+            );
         }
 
         let mut foreign_only = Batch::default();
-        store(&mut foreign_only, &foreign);
+        store_envelope(&mut foreign_only, &foreign);
         assert!(!hook.extend(&mut foreign_only));
         assert_eq!(foreign_only.ops.len(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queued_content_id_reads_as_its_envelopes_header_and_an_old_row_as_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let body = EnvelopeBody {
+            payload: Payload::None,
+            ..envelope("000.00.00.G01", 1).body().clone()
+        };
+        let inline = lienthong_protocol::envelope::InlinePayload {
+            manifest: vec![1; 10],
+            chunk: vec![2; 3000],
+        };
+        let env =
+            SignedEnvelope::sign_inline(body, &inline, &SigningKey::from_seed(&[1; 32])).unwrap();
+        let mut batch = Batch::default();
+        store_envelope(&mut batch, &env);
+        store.commit(batch).await.unwrap();
+
+        let entry = entry_for(&store, env.id().as_bytes()).unwrap().unwrap();
+        assert_eq!(
+            entry,
+            env.header_bytes(),
+            "the header, without the inline payload"
+        );
+        assert_eq!(LedgerEntry::decode(&entry).unwrap().key(), env.id());
+        // A row written when queues held the entry itself.
+        let old_row = env.header_bytes().to_vec();
+        assert_eq!(entry_for(&store, &old_row).unwrap().unwrap(), old_row);
+        // A content id with no envelope stored.
+        assert_eq!(entry_for(&store, &[7; 32]).unwrap(), None);
     }
 }
