@@ -269,8 +269,19 @@ fn family_options(config: &StoreConfig, cache: &Cache, name: &str) -> Options {
         // Deleted envelopes' space is reclaimed when compactions reach their blob files.
         options.set_enable_blob_gc(true);
     }
+    if name == Family::Meta.name() {
+        // Every DMS send first looks up its idempotency key here, and nearly every lookup
+        // misses: a bloom filter over the memtables' whole keys answers most misses without
+        // searching the memtables' skiplists (the table files have their own filters).
+        options.set_memtable_whole_key_filtering(true);
+        options.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO);
+    }
     options
 }
+
+/// Share of a `Meta` memtable given to its bloom filter (16 MiB × 0.02: 328 KiB per
+/// memtable).
+const MEMTABLE_BLOOM_RATIO: f64 = 0.02;
 
 fn db_options(config: &StoreConfig, cache: &Cache) -> Options {
     let mut options = family_options(config, cache, rocksdb::DEFAULT_COLUMN_FAMILY_NAME);
