@@ -6,10 +6,10 @@
 //! read ([`entry_for`]): own envelopes are never deleted, and a copy of the header in every
 //! log's queue was most of the bytes the store wrote and compacted per sent document.
 //! (Rows written before this held the entry itself, and are read as such.) The key makes a
-//! queue idempotent (writing an envelope twice, or
-//! re-deriving its entry after a crash, lands on the same row) and orders it by sender and
-//! sequence number, the order in which each sender's envelopes must reach a log: auditors
-//! check every sender's chain in log order.
+//! queue idempotent (writing an envelope twice, or re-deriving its entry after a crash,
+//! lands on the same row) and orders it by sender and sequence number, the order in which
+//! each sender's envelopes must reach a log: auditors check every sender's chain in log
+//! order.
 //!
 //! [`LedgerHook`] adds the rows to the very batch that stores one of this node's own
 //! envelopes (documents, statuses, 01 answers, recalls…), so an envelope is never durable
@@ -101,7 +101,8 @@ impl LedgerHook {
     }
 
     /// Appends a queue row per log for each own envelope the batch stores (its content id);
-    /// true when it did. Envelopes of other agencies (received, held in custody) are not ours to submit.
+    /// true when it did. Envelopes of other agencies (received, held in custody) are not
+    /// ours to submit.
     ///
     /// The relay signs a tenant's envelope in the batch that stores it, with the tenant's
     /// sequence index row (`SenderSeq`: tenant ‖ 0x00 ‖ seq → content id): those rows name
@@ -142,6 +143,7 @@ impl LedgerHook {
             let Some(sender_seq) = own.get(key.as_slice()) else {
                 continue;
             };
+            // Only what the log task will be able to cut an entry from.
             if header_of(value).is_none() {
                 continue;
             }
