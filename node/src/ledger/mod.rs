@@ -550,9 +550,10 @@ impl LedgerClient {
         let config = self.inner.config.clone();
         let mut backoff = config.backoff_min;
         let mut failing = false;
-        // Indices the log gave for entries still queued (not yet in a checkpoint), so a
-        // waiting entry is not submitted again each round. At most one page.
-        let mut known: HashMap<Vec<u8>, u64> = HashMap::new();
+        // Indices the log gave for entries still queued (not yet in a checkpoint), with the
+        // entries, so a waiting entry is neither submitted nor read from the store again
+        // each round. At most one page.
+        let mut known = Known::new();
         loop {
             wake.borrow_and_update();
             match self.round(&log, &mut known).await {
@@ -592,41 +593,57 @@ impl LedgerClient {
 
     /// One page of one log's queue: submit (each sender's envelopes in order), verify a
     /// checkpoint, prove, dequeue.
-    async fn round(
-        &self,
-        log: &LogInfo,
-        known: &mut HashMap<Vec<u8>, u64>,
-    ) -> Result<Round, LedgerError> {
+    async fn round(&self, log: &LogInfo, known: &mut Known) -> Result<Round, LedgerError> {
         let inner = &self.inner;
         let prefix = queue_prefix(&log.name);
         let page = inner.config.page.max(1);
         let rows = inner
             .store
-            .read(move |s| {
-                s.scan_prefix_limit(Column::LedgerQueue, &prefix, page)?
-                    .into_iter()
-                    .map(|(key, value)| Ok((key, entry_for(s, &value)?)))
-                    .collect::<Result<Vec<_>, StoreError>>()
-            })
+            .read(move |s| s.scan_prefix_limit(Column::LedgerQueue, &prefix, page))
             .await?;
+        known.retain(|key, _| rows.iter().any(|(k, _)| k == key));
+        // Entries the log already indexed are known from an earlier round; only new rows are
+        // resolved to their envelope's header (a store read each), not every row each round.
+        let fresh: Vec<(Vec<u8>, Vec<u8>)> = rows
+            .iter()
+            .filter(|(key, _)| !known.contains_key(key))
+            .cloned()
+            .collect();
+        let mut resolved: HashMap<Vec<u8>, Option<Vec<u8>>> = if fresh.is_empty() {
+            HashMap::new()
+        } else {
+            inner
+                .store
+                .read(move |s| {
+                    fresh
+                        .into_iter()
+                        .map(|(key, value)| Ok((key, entry_for(s, &value)?)))
+                        .collect()
+                })
+                .await?
+        };
         let prefix_len = queue_prefix(&log.name).len();
         let rows = rows
             .into_iter()
-            .map(|(key, entry)| match entry {
-                Some(entry) => Ok((key, entry)),
-                None => Err(LedgerError::QueuedEnvelopeMissing {
-                    log: log.name.clone(),
-                    envelope: key
-                        .get(prefix_len..)
-                        .and_then(split_agency_seq_key)
-                        .map_or_else(
-                            || "?".to_owned(),
-                            |(sender, seq)| format!("{sender} #{seq}"),
-                        ),
-                }),
+            .map(|(key, _)| {
+                let entry = match known.get(&key) {
+                    Some((_, entry)) => Some(entry.clone()),
+                    None => resolved.remove(&key).flatten(),
+                };
+                entry.map(|entry| (key.clone(), entry)).ok_or_else(|| {
+                    LedgerError::QueuedEnvelopeMissing {
+                        log: log.name.clone(),
+                        envelope: key
+                            .get(prefix_len..)
+                            .and_then(split_agency_seq_key)
+                            .map_or_else(
+                                || "?".to_owned(),
+                                |(sender, seq)| format!("{sender} #{seq}"),
+                            ),
+                    }
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        known.retain(|key, _| rows.iter().any(|(k, _)| k == key));
         if rows.is_empty() {
             return Ok(Round::Empty);
         }
@@ -652,7 +669,7 @@ impl LedgerClient {
                 let mut added = Vec::with_capacity(group.len());
                 for (key, entry) in group {
                     let index = match known_ref.get(&key) {
-                        Some(index) => Some(*index),
+                        Some((index, _)) => Some(*index),
                         None => self.add(log, &entry).await?,
                     };
                     match index {
@@ -671,7 +688,11 @@ impl LedgerClient {
             .await?;
         let indexed: Vec<Added> = indexed.into_iter().flatten().collect();
 
-        known.extend(indexed.iter().map(|(key, _, index)| (key.clone(), *index)));
+        known.extend(
+            indexed
+                .iter()
+                .map(|(key, entry, index)| (key.clone(), (*index, entry.clone()))),
+        );
         let cp = self.fetch_checkpoint(log).await?;
         let (size, root) = (cp.checkpoint().size(), *cp.checkpoint().root());
         let proven: Vec<Vec<u8>> = stream::iter(indexed.into_iter().filter(|e| e.2 < size))
@@ -817,6 +838,10 @@ impl LedgerTask {
 
 /// A queued entry the log accepted: queue key, entry bytes, index in the log.
 type Added = (Vec<u8>, Vec<u8>, u64);
+
+/// Entries still queued that the log already indexed, by queue key: their index and entry
+/// bytes (at most one page).
+type Known = HashMap<Vec<u8>, (u64, Vec<u8>)>;
 
 /// Reads a successful answer of at most `limit` bytes.
 async fn read_limited(
