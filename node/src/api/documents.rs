@@ -223,7 +223,7 @@ async fn send(
     // The key is claimed only for a sender the caller may act for: another tenant's send
     // in progress is not told "in progress" because of a request that will be refused.
     let may_act = caller.clone();
-    let small = super::open::is_small_body(&headers);
+    let small = super::extract::is_small_body(&headers);
     let decode = move |state: &ApiState| {
         let document = match body {
             // JSON: `business` may be left `new`; the route sets it.

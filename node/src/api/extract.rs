@@ -18,6 +18,15 @@ use super::problem::Problem;
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
+/// Largest request body whose decoding runs on the async worker that read it (see
+/// [`ApiState::blocking_unless_small`]).
+pub(crate) const INLINE_BODY_BYTES: usize = 64 * 1024;
+
+/// Whether the request's body was at most [`INLINE_BODY_BYTES`] by its `content-length`.
+pub(crate) fn is_small_body(headers: &header::HeaderMap) -> bool {
+    crate::http_body::declared_length(headers).is_some_and(|len| len <= INLINE_BODY_BYTES as u64)
+}
+
 /// Reads a request body of at most `limit` bytes: refused from `Content-Length` before
 /// reading, and while reading as soon as it goes past the limit.
 pub async fn read_body(request: Request, limit: usize) -> Result<Bytes, Problem> {

@@ -2,7 +2,6 @@
 //! opened with the tenant's encryption secret (inline beside the envelope, or a stored
 //! manifest and its chunks). Blocking: call through [`ApiState::blocking`].
 
-use axum::http::HeaderMap;
 use lienthong_protocol::agency::AgencyId;
 use lienthong_protocol::content_id::ContentId;
 use lienthong_protocol::document::Document;
@@ -13,16 +12,6 @@ use lienthong_protocol::status::StatusDetail;
 
 use super::ApiState;
 use super::problem::Problem;
-use crate::http_body::declared_length;
-
-/// Largest request body whose decoding runs on the async worker that read it (see
-/// [`ApiState::blocking_unless_small`]).
-pub(crate) const INLINE_BODY_BYTES: usize = 64 * 1024;
-
-/// Whether the request's body was at most [`INLINE_BODY_BYTES`] by its `content-length`.
-pub(crate) fn is_small_body(headers: &HeaderMap) -> bool {
-    declared_length(headers).is_some_and(|len| len <= INLINE_BODY_BYTES as u64)
-}
 
 /// What a caller's tenant is to a document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +34,7 @@ impl ApiState {
     }
 
     /// As [`blocking`](Self::blocking), but runs `f` right here when the request body was
-    /// small ([`is_small_body`]): decoding, validating and sealing a small document takes
+    /// small ([`is_small_body`](super::extract::is_small_body)): decoding, validating and sealing a small document takes
     /// tens of microseconds, less than the two thread switches of a hop to the blocking
     /// pool, and its one store read (the idempotency record, a point read answered from
     /// the memtable, the filters or the block cache) rarely waits on the disk.
