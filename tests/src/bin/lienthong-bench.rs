@@ -396,14 +396,21 @@ async fn post_document(
         .send()
         .await
         .context("POST /v1/documents")?;
-    let status = response.status();
+    let status = response.status().as_u16();
     let bytes = response.bytes().await.context("reading the answer")?;
+    sent_id(status, &bytes)
+}
+
+/// The content id an answer to `POST /v1/documents` (status and body) gives, if it is a
+/// success.
+fn sent_id(status: u16, body: &[u8]) -> anyhow::Result<String> {
     ensure!(
-        status.is_success(),
+        (200..300).contains(&status),
         "POST /v1/documents: {status}: {}",
-        String::from_utf8_lossy(&bytes)
+        String::from_utf8_lossy(body)
     );
-    let answer: Value = serde_json::from_slice(&bytes).context("answer is not JSON")?;
+    let answer: Value = serde_json::from_slice(body)
+        .with_context(|| format!("answer is not JSON: {}", String::from_utf8_lossy(body)))?;
     answer["id"]
         .as_str()
         .map(str::to_owned)
@@ -827,17 +834,11 @@ impl IngestNode {
 /// Checks that an answer to `POST /v1/documents` acknowledged the document: 202 (durable
 /// in the outbox) with its content id.
 fn acknowledged(answer: &keepalive::Answer) -> anyhow::Result<()> {
+    let id = sent_id(answer.status, &answer.body)?;
     ensure!(
-        answer.status == 202,
-        "POST /v1/documents: {}: {}",
-        answer.status,
-        String::from_utf8_lossy(&answer.body)
-    );
-    let sent: Value = serde_json::from_slice(&answer.body)
-        .with_context(|| format!("answer {}", String::from_utf8_lossy(&answer.body)))?;
-    ensure!(
-        sent["id"].as_str().is_some_and(|id| !id.is_empty()),
-        "answer without an id: {sent}"
+        answer.status == 202 && !id.is_empty(),
+        "POST /v1/documents answered {} with id {id:?}, not a new durable send",
+        answer.status
     );
     Ok(())
 }
