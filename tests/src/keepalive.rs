@@ -120,10 +120,12 @@ impl Connection {
                 addr: self.addr.clone(),
             });
         }
-        let addr = self.addr.clone();
-        let result = tokio::time::timeout(TIMEOUT, self.exchange(body))
-            .await
-            .unwrap_or(Err(KeepAliveError::Timeout { addr }));
+        let result = match tokio::time::timeout(TIMEOUT, self.exchange(body)).await {
+            Ok(result) => result,
+            Err(_) => Err(KeepAliveError::Timeout {
+                addr: self.addr.clone(),
+            }),
+        };
         self.broken = result.is_err();
         result
     }
