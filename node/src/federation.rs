@@ -17,6 +17,7 @@ use lienthong_protocol::roster::{
 use rand_core::{CryptoRngCore, RngCore};
 
 use crate::config::{NodeLayout, RelaySection, WrittenNode};
+pub use crate::local_ports::free_loopback_port;
 use crate::net::NetConfig;
 use crate::node::{NodeSetup, TenantKeys};
 
@@ -76,33 +77,6 @@ fn seed(rng: &mut impl RngCore) -> [u8; 32] {
     let mut seed = [0u8; 32];
     rng.fill_bytes(&mut seed);
     seed
-}
-
-/// Ports [`free_loopback_port`] chooses from: below Linux's default ephemeral range
-/// (32768–60999), from which the kernel takes the source port of every outgoing
-/// connection. A port picked inside it (as binding port 0 does) could be taken, before the
-/// node that was given it starts, as the source port of one of the connections the nodes
-/// already running make to each other: in a 50-node devnet that happened.
-const LOCAL_PORTS: std::ops::Range<u16> = 20_000..32_768;
-
-/// A TCP port on 127.0.0.1 that was free a moment ago (bound, read, released), for local
-/// federations' [`NodeSpec::port`]s and API listeners, outside the ephemeral range (see
-/// [`LOCAL_PORTS`]). Calls in one process walk the range from a random place, so they never
-/// hand out the same port twice (until the range wraps) even though each port is released
-/// at once; another process may still take one in between, which local tests and devnets
-/// accept. 0 if no port could be bound.
-pub fn free_loopback_port() -> u16 {
-    static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU32> = std::sync::OnceLock::new();
-    let span = u32::from(LOCAL_PORTS.end - LOCAL_PORTS.start);
-    let next = NEXT.get_or_init(|| std::sync::atomic::AtomicU32::new(rand_core::OsRng.next_u32()));
-    (0..span)
-        .filter_map(|_| {
-            let offset = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % span;
-            u16::try_from(offset).ok()
-        })
-        .map(|offset| LOCAL_PORTS.start + offset)
-        .find(|port| std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, *port)).is_ok())
-        .unwrap_or(0)
 }
 
 /// The libp2p identity for a seed.
@@ -376,24 +350,5 @@ impl LocalFederation {
             },
         }
         .write(dir, rng)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    #[test]
-    fn free_ports_are_distinct_outside_the_ephemeral_range_and_can_be_bound() {
-        // As many as two 50-node federations ask for (a port and an API port each).
-        let ports: Vec<u16> = (0..200).map(|_| free_loopback_port()).collect();
-        for port in &ports {
-            assert!(LOCAL_PORTS.contains(port), "port {port}");
-            std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, *port)).unwrap();
-        }
-        let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
-        assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
     }
 }

@@ -40,6 +40,7 @@ pub mod federation;
 pub mod http_body;
 pub mod hub_compat;
 pub mod ledger;
+pub mod local_ports;
 pub mod net;
 pub mod node;
 pub mod send;
