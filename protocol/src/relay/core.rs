@@ -1842,17 +1842,23 @@ impl Relay {
     fn run_due(&mut self, store: &impl StoreView) {
         let now = self.now;
         let mut work = Work::new();
-        let mut pushes: BTreeSet<(ContentId, String)> = BTreeSet::new();
+        let mut pushes: BTreeSet<(ContentId, &str)> = BTreeSet::new();
         let mut custody: BTreeMap<(ContentId, String), Vec<AgencyId>> = BTreeMap::new();
         // Due entries handled this call, pushed or not: the rest wait for the next tick.
         let mut handled = 0;
-        while let Some((at, id, r)) = self.due.first().cloned() {
-            if at > now || handled >= self.config.max_sends_per_tick {
-                break;
+        // The roster in force, held apart so that node names are borrowed from it, not
+        // copied for every due delivery.
+        let roster = Arc::clone(&self.roster);
+        loop {
+            match self.due.first() {
+                Some((at, _, _)) if *at <= now && handled < self.config.max_sends_per_tick => {}
+                _ => break,
             }
-            self.due.pop_first();
-            let key = (id, r.clone());
-            let Some(p) = self.pending.get(&key).cloned() else {
+            let Some((at, id, r)) = self.due.pop_first() else {
+                break;
+            };
+            let key = (id, r);
+            let Some(p) = self.pending.get(&key) else {
                 continue;
             };
             if p.batch > self.committed {
@@ -1860,22 +1866,27 @@ impl Relay {
                 // is parked in `committing` and re-enters `due` at the commit.
                 continue;
             }
+            let (role, attempts, first_ms) = (p.role, p.attempts + 1, p.first_ms);
+            let custodied = p.custodians.len() >= self.config.custodians;
             if now > p.created_ms.saturating_add(self.config.max_age_ms) {
+                let (id, r) = key;
                 self.due.insert((at, id, r.clone()));
                 self.untrack(&mut work, store, id, &r, Outcome::Expired);
                 continue;
             }
-            let node = match self.roster.active_agency(&r) {
-                Ok(entry) => entry.node.clone(),
+            let node = match roster.active_agency(&key.1) {
+                Ok(entry) => entry.node.as_str(),
                 Err(crate::roster::RosterError::Suspended(_)) => {
                     // A suspended agency's pending inbound documents wait (roster
                     // `AgencyState::Suspended`): until it is reinstated, revoked or the
                     // delivery expires.
                     self.free_slot(&key);
+                    self.due.insert((at, key.0, key.1.clone()));
                     self.reschedule(&key, now + self.config.retry_max_ms);
                     continue;
                 }
                 Err(e) => {
+                    let (id, r) = key;
                     self.due.insert((at, id, r.clone()));
                     self.untrack(
                         &mut work,
@@ -1888,33 +1899,34 @@ impl Relay {
                 }
             };
             handled += 1;
-            let pushed =
-                pushes.contains(&(id, node.clone())) || self.take_push_slot(&node, key.clone());
+            let pushed = pushes.contains(&(id, node)) || self.take_push_slot(node, &key);
             // A delivery waiting for a slot backs off too: it is made due when a slot frees,
             // and its own timer (for custody and age) must not wake every waiting delivery
             // every second while a node is silent with a long line.
-            let attempts = p.attempts + 1;
             let mut delay = self.backoff(attempts, &id);
-            let custodied = p.custodians.len() >= self.config.custodians;
-            if p.role == Role::Origin && custodied {
+            if role == Role::Origin && custodied {
                 delay = delay.max(self.config.retry_max_ms / 4);
             }
             // Custody is for a recipient's node that does not answer, not for one that
             // answers and is only working through a line of deliveries.
-            let waiting_its_turn = !pushed && self.flights.get(&node).is_some_and(|f| !f.silent);
-            if p.role == Role::Origin
+            let waiting_its_turn = !pushed && self.flights.get(node).is_some_and(|f| !f.silent);
+            if role == Role::Origin
                 && !custodied
                 && !waiting_its_turn
-                && now >= p.first_ms + self.config.custody_after_ms
+                && now >= first_ms + self.config.custody_after_ms
+                && let Some(p) = self.pending.get(&key)
             {
-                for c in self.choose_custodians(&id, &r, &p.custodians) {
-                    custody.entry((id, c)).or_default().push(r.clone());
+                for c in self.choose_custodians(&id, &key.1, &p.custodians) {
+                    custody.entry((id, c)).or_default().push(key.1.clone());
                 }
             }
+            // Back in `due` at its next time (its entry was taken out above).
+            let at = now + delay;
             if let Some(p) = self.pending.get_mut(&key) {
                 p.attempts = attempts;
+                p.next_ms = at;
             }
-            self.reschedule(&key, now + delay);
+            self.due.insert((at, key.0, key.1));
             if pushed {
                 pushes.insert((id, node));
             }
@@ -1923,7 +1935,7 @@ impl Relay {
         for (id, peer) in pushes {
             if let Some(envelope) = self.read(store, Column::Envelopes, id.as_bytes()) {
                 self.actions.push_back(Action::Send {
-                    peer,
+                    peer: peer.to_owned(),
                     wire: Wire::Push { envelope },
                 });
             }
@@ -1944,33 +1956,39 @@ impl Relay {
     /// Whether delivery `key` may be pushed to `node` now: a slot in the node's window is
     /// taken, or the delivery waits in line for one. A delivery still unanswered from its
     /// last push has timed out: the node turns silent and gets probes only.
-    fn take_push_slot(&mut self, node: &str, key: (ContentId, AgencyId)) -> bool {
+    fn take_push_slot(&mut self, node: &str, key: &(ContentId, AgencyId)) -> bool {
         if node == self.config.node {
             return true;
         }
-        if self.slots.get(&key).is_some_and(|held| held == node) {
-            self.free_slot(&key);
-            self.flights.entry(node.to_owned()).or_default().silent = true;
-        } else {
-            // Held at another node (the roster moved the recipient): that one's is freed.
-            self.free_slot(&key);
+        let timed_out = self.slots.get(key).is_some_and(|held| held == node);
+        // Held here, the push timed out; held at another node (the roster moved the
+        // recipient), that one's is freed.
+        self.free_slot(key);
+        if !self.flights.contains_key(node) {
+            self.flights.insert(node.to_owned(), PeerFlight::default());
         }
-        let pending = &self.pending;
-        let flight = self.flights.entry(node.to_owned()).or_default();
+        let Some(flight) = self.flights.get_mut(node) else {
+            return false;
+        };
+        if timed_out {
+            flight.silent = true;
+        }
         if flight.unanswered < flight.window(&self.config) {
             flight.unanswered += 1;
-            self.slots.insert(key, node.to_owned());
+            self.slots.insert(key.clone(), node.to_owned());
             return true;
         }
-        if flight.queued.insert(key.clone()) {
+        if !flight.queued.contains(key) {
+            flight.queued.insert(key.clone());
             if flight.waiting.len() >= self.config.max_deliveries {
                 // Places of deliveries that ended meanwhile: dropped here, so the line stays
                 // within the pending deliveries.
+                let pending = &self.pending;
                 flight.queued.retain(|k| pending.contains_key(k));
                 let queued = &flight.queued;
                 flight.waiting.retain(|k| queued.contains(k));
             }
-            flight.waiting.push_back(key);
+            flight.waiting.push_back(key.clone());
         }
         false
     }
