@@ -8,6 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use arrayvec::ArrayString;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Longest identifier accepted in any form, in bytes.
@@ -35,8 +36,13 @@ pub enum AgencyIdError {
 /// Either an edXML agency code (the usual case; its hierarchy is derivable) or an "other
 /// form" such as a 12-digit enterprise id, which is syntactically valid but is honoured only
 /// when the roster lists it (see [`crate::roster`]).
+///
+/// Held inline (at most [`MAX_AGENCY_ID_LEN`] bytes), not on the heap: ids are copied into
+/// every pending delivery, timer and map key of the relay, many times per document sent,
+/// and a heap copy each time was a measurable share of the relay thread. It orders, hashes
+/// and compares as the string it is.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct AgencyId(String);
+pub struct AgencyId(ArrayString<MAX_AGENCY_ID_LEN>);
 
 /// The parsed segments of an edXML agency code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,9 +146,9 @@ impl AgencyId {
     /// Parses an edXML agency code; other forms are refused (use [`AgencyId::parse_any`] where
     /// the roster decides).
     pub fn parse(s: &str) -> Result<Self, AgencyIdError> {
-        check_len(s)?;
+        let inline = inline(s)?;
         EdxmlCode::parse(s)
-            .map(|_| Self(s.to_owned()))
+            .map(|_| Self(inline))
             .map_err(|reason| AgencyIdError::NotEdxml {
                 id: s.to_owned(),
                 reason,
@@ -152,14 +158,14 @@ impl AgencyId {
     /// Parses an edXML code or a syntactically valid other form (`[A-Za-z0-9.-]`, at most
     /// [`MAX_AGENCY_ID_LEN`] bytes). Whether an other form may act is the roster's decision.
     pub fn parse_any(s: &str) -> Result<Self, AgencyIdError> {
-        check_len(s)?;
+        let inline = inline(s)?;
         if EdxmlCode::parse(s).is_ok() {
-            return Ok(Self(s.to_owned()));
+            return Ok(Self(inline));
         }
         if s.bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-')
         {
-            Ok(Self(s.to_owned()))
+            Ok(Self(inline))
         } else {
             Err(AgencyIdError::BadCharacters { id: s.to_owned() })
         }
@@ -167,12 +173,12 @@ impl AgencyId {
 
     /// The id as written.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 
     /// The edXML structure, if this id has the edXML shape.
     pub fn edxml(&self) -> Option<EdxmlCode> {
-        EdxmlCode::parse(&self.0).ok()
+        EdxmlCode::parse(self.as_str()).ok()
     }
 
     /// Administrative level derived from the code (none for other forms).
@@ -184,36 +190,35 @@ impl AgencyId {
     pub fn parent(&self) -> Option<AgencyId> {
         self.edxml()
             .and_then(|c| c.parent())
-            .map(|p| AgencyId(p.to_string()))
+            .and_then(|p| ArrayString::from(&p.to_string()).ok())
+            .map(AgencyId)
     }
 
     /// The top-level unit (`H44`); other forms use themselves as their own unit.
     pub fn top_level_unit(&self) -> String {
         self.edxml()
             .map(|c| c.top_level_unit())
-            .unwrap_or_else(|| self.0.clone())
+            .unwrap_or_else(|| self.0.to_string())
     }
 }
 
-fn check_len(s: &str) -> Result<(), AgencyIdError> {
+/// `s` held inline, if its length is allowed.
+fn inline(s: &str) -> Result<ArrayString<MAX_AGENCY_ID_LEN>, AgencyIdError> {
     if s.is_empty() {
-        Err(AgencyIdError::Empty)
-    } else if s.len() > MAX_AGENCY_ID_LEN {
-        Err(AgencyIdError::TooLong { len: s.len() })
-    } else {
-        Ok(())
+        return Err(AgencyIdError::Empty);
     }
+    ArrayString::from(s).map_err(|_| AgencyIdError::TooLong { len: s.len() })
 }
 
 impl fmt::Display for AgencyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for AgencyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AgencyId({})", self.0)
+        write!(f, "AgencyId({})", self.as_str())
     }
 }
 
@@ -226,7 +231,7 @@ impl FromStr for AgencyId {
 
 impl Serialize for AgencyId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -287,6 +292,37 @@ mod tests {
         assert!(matches!(
             AgencyId::parse_any("a b"),
             Err(AgencyIdError::BadCharacters { .. })
+        ));
+    }
+
+    #[test]
+    fn held_inline_it_orders_and_hashes_as_its_string() {
+        use std::collections::hash_map::RandomState;
+        use std::hash::BuildHasher;
+        let longest = "a".repeat(MAX_AGENCY_ID_LEN);
+        let texts = [
+            "000.00.00.H41",
+            "000.00.01.G07",
+            "000.46.24.H44",
+            "010203040506",
+            "010203040506-x",
+            longest.as_str(),
+        ];
+        let ids: Vec<AgencyId> = texts
+            .iter()
+            .map(|t| AgencyId::parse_any(t).unwrap())
+            .collect();
+        let hasher = RandomState::new();
+        for (a, ta) in ids.iter().zip(texts) {
+            assert_eq!(a.as_str(), ta);
+            assert_eq!(hasher.hash_one(a), hasher.hash_one(ta));
+            for (b, tb) in ids.iter().zip(texts) {
+                assert_eq!(a.cmp(b), ta.cmp(tb), "{ta} against {tb}");
+            }
+        }
+        assert!(matches!(
+            AgencyId::parse_any(&"a".repeat(MAX_AGENCY_ID_LEN + 1)),
+            Err(AgencyIdError::TooLong { len: 33 })
         ));
     }
 }
