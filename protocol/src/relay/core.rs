@@ -61,7 +61,9 @@ pub struct RelayConfig {
     pub max_custody_per_sender: usize,
     /// Most envelopes waiting for their payload.
     pub max_waiting_payloads: usize,
-    /// Most pushes sent per call of the delivery loop (the rest wait for the next tick).
+    /// Most due deliveries handled per call of the delivery loop (the rest wait for the
+    /// next event or tick). Each call runs on the relay thread between two events, so this
+    /// bounds how long a wave of retries can hold up a DMS's send.
     pub max_sends_per_tick: usize,
     /// Most deliveries pushed to one node and not yet answered. The rest wait for an answer
     /// to free a slot (or for their next retry), so a backlog drains at the pace the node
@@ -91,7 +93,9 @@ impl RelayConfig {
             max_deliveries: 200_000,
             max_custody_per_sender: 50_000,
             max_waiting_payloads: 10_000,
-            max_sends_per_tick: 1_024,
+            // ≈ 0.5 ms of the relay thread; above the push window, so a window still fills
+            // in one call.
+            max_sends_per_tick: 128,
             // Below a node's inbound requests per peer (the network's 256), so a full window
             // is never refused by the receiving transport; wide enough that both ends work
             // at once during a catch-up instead of taking turns.
