@@ -11,6 +11,8 @@
 //! [`cbor::to_canonical`] never has to rebuild and sort the maps (that took most of a
 //! document's encoding time on the send path).
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use crate::agency::AgencyId;
@@ -237,24 +239,30 @@ fn bad(field: impl Into<String>, problem: impl Into<String>) -> DocumentError {
     }
 }
 
-fn text(field: &str, value: &str, max: usize) -> Result<(), DocumentError> {
+// Field names are `Display` (often `format_args!`), written out only for an error: a valid
+// document is checked on every send, twice, and used to build a dozen names for nothing.
+fn text(field: impl fmt::Display, value: &str, max: usize) -> Result<(), DocumentError> {
     if value.trim().is_empty() {
-        return Err(bad(field, "is required"));
+        return Err(bad(field.to_string(), "is required"));
     }
     if value.len() > max {
         return Err(bad(
-            field,
+            field.to_string(),
             format!("is {} bytes; the limit is {max}", value.len()),
         ));
     }
     Ok(())
 }
 
-fn opt_text(field: &str, value: &Option<String>, max: usize) -> Result<(), DocumentError> {
+fn opt_text(
+    field: impl fmt::Display,
+    value: &Option<String>,
+    max: usize,
+) -> Result<(), DocumentError> {
     value.as_deref().map_or(Ok(()), |v| text(field, v, max))
 }
 
-fn date(field: &str, value: &str) -> Result<(), DocumentError> {
+fn date(field: impl fmt::Display, value: &str) -> Result<(), DocumentError> {
     let ok = value.len() == 10
         && value.bytes().enumerate().all(|(i, c)| {
             if i == 4 || i == 7 {
@@ -274,38 +282,45 @@ fn date(field: &str, value: &str) -> Result<(), DocumentError> {
     if ok {
         Ok(())
     } else {
-        Err(bad(field, format!("{value:?} is not a date YYYY-MM-DD")))
+        Err(bad(
+            field.to_string(),
+            format!("{value:?} is not a date YYYY-MM-DD"),
+        ))
     }
 }
 
 impl Organization {
-    fn validate(&self, at: &str) -> Result<(), DocumentError> {
+    fn validate(&self, at: impl fmt::Display) -> Result<(), DocumentError> {
         text(
-            &format!("{at}.organ_name"),
+            format_args!("{at}.organ_name"),
             &self.organ_name,
             MAX_SHORT_TEXT,
         )?;
         opt_text(
-            &format!("{at}.organ_address"),
+            format_args!("{at}.organ_address"),
             &self.organ_address,
             MAX_SHORT_TEXT,
         )?;
-        opt_text(&format!("{at}.email"), &self.email, MAX_SHORT_TEXT)?;
-        opt_text(&format!("{at}.telephone"), &self.telephone, MAX_SHORT_TEXT)
+        opt_text(format_args!("{at}.email"), &self.email, MAX_SHORT_TEXT)?;
+        opt_text(
+            format_args!("{at}.telephone"),
+            &self.telephone,
+            MAX_SHORT_TEXT,
+        )
     }
 }
 
 impl Reference {
-    fn validate(&self, at: &str) -> Result<(), DocumentError> {
+    fn validate(&self, at: impl fmt::Display) -> Result<(), DocumentError> {
         text(
-            &format!("{at}.document_id"),
+            format_args!("{at}.document_id"),
             &self.document_id,
             MAX_SHORT_TEXT,
         )?;
-        opt_text(&format!("{at}.code"), &self.code, MAX_SHORT_TEXT)?;
+        opt_text(format_args!("{at}.code"), &self.code, MAX_SHORT_TEXT)?;
         self.promulgation_date
             .as_deref()
-            .map_or(Ok(()), |d| date(&format!("{at}.promulgation_date"), d))
+            .map_or(Ok(()), |d| date(format_args!("{at}.promulgation_date"), d))
     }
 }
 
@@ -326,7 +341,7 @@ impl DocumentHeader {
             ));
         }
         for (i, org) in self.to.iter().enumerate() {
-            org.validate(&format!("to[{i}]"))?;
+            org.validate(format_args!("to[{i}]"))?;
         }
         text("document_id", &self.document_id, MAX_SHORT_TEXT)?;
         text("code.number", &self.code.number, MAX_SHORT_TEXT)?;
@@ -358,7 +373,7 @@ impl DocumentHeader {
             ));
         }
         for (i, place) in self.to_places.iter().enumerate() {
-            text(&format!("to_places[{i}]"), place, MAX_SHORT_TEXT)?;
+            text(format_args!("to_places[{i}]"), place, MAX_SHORT_TEXT)?;
         }
         if self.priority > 4 {
             return Err(bad(
@@ -406,16 +421,20 @@ impl Document {
             ));
         }
         for (i, a) in self.attachments.iter().enumerate() {
-            text(&format!("attachments[{i}].name"), &a.name, MAX_SHORT_TEXT)?;
+            text(
+                format_args!("attachments[{i}].name"),
+                &a.name,
+                MAX_SHORT_TEXT,
+            )?;
             if a.name.contains(['/', '\\', '\0']) {
                 return Err(bad(
                     format!("attachments[{i}].name"),
                     "must not contain / \\ or NUL",
                 ));
             }
-            text(&format!("attachments[{i}].mime"), &a.mime, 128)?;
+            text(format_args!("attachments[{i}].mime"), &a.mime, 128)?;
             opt_text(
-                &format!("attachments[{i}].description"),
+                format_args!("attachments[{i}].description"),
                 &a.description,
                 MAX_SHORT_TEXT,
             )?;
@@ -569,6 +588,30 @@ mod tests {
             (
                 Box::new(|d| d.header.code.notation = "x".repeat(600)),
                 "limit is 512",
+            ),
+            // Names built from a prefix and an index.
+            (
+                Box::new(|d| d.header.to[0].organ_name = String::new()),
+                "`to[0].organ_name`: is required",
+            ),
+            (
+                Box::new(|d| d.header.from.email = Some("e".repeat(600))),
+                "`from.email`: is 600 bytes",
+            ),
+            (
+                Box::new(|d| {
+                    d.header.response_for = Some(Reference {
+                        document_id: "000.00.00.G22,2026/11/01,1/QĐ-TTg".into(),
+                        organ_id: d.header.from.organ_id.clone(),
+                        code: None,
+                        promulgation_date: Some("2026-13-01".into()),
+                    })
+                }),
+                "`response_for.promulgation_date`",
+            ),
+            (
+                Box::new(|d| d.attachments[0].mime = String::new()),
+                "`attachments[0].mime`",
             ),
         ];
         for (mutate, why) in cases {
