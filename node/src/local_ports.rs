@@ -87,10 +87,11 @@ impl PortReservations {
         }
     }
 
-    /// Claims the next block no other process holds, walking the blocks once.
+    /// Claims the next block no other process holds, walking the blocks once. Where lock
+    /// files cannot be made or locked at all (no such directory, another user's files, a
+    /// file system without locks), the block is used unlocked: a local run still works, it
+    /// just loses the guarantee across processes.
     fn reserve_block(&mut self) -> Option<Range<u16>> {
-        // Without a lock directory, blocks are used unlocked: a local run still works, it
-        // just loses the guarantee across processes.
         let locking = std::fs::create_dir_all(&self.lock_dir).is_ok();
         let blocks = Self::block_count();
         // Blocks this process holds are skipped like any other: a second open of a locked
@@ -103,21 +104,21 @@ impl PortReservations {
             if !locking {
                 return Some(ports);
             }
-            let path = self.lock_dir.join(format!("{start}"));
             let Ok(file) = OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
-                .open(&path)
+                .open(self.lock_dir.join(format!("{start}")))
             else {
-                continue;
+                return Some(ports);
             };
             match file.try_lock() {
                 Ok(()) => {
                     self.held.push(file);
                     return Some(ports);
                 }
-                Err(TryLockError::WouldBlock | TryLockError::Error(_)) => continue,
+                Err(TryLockError::WouldBlock) => continue,
+                Err(TryLockError::Error(_)) => return Some(ports),
             }
         }
         None
@@ -168,5 +169,18 @@ mod tests {
         drop(first);
         let mut fourth = PortReservations::new(dir.path().to_path_buf(), 7);
         assert_eq!(fourth.reserve_block().unwrap().start, first_block);
+    }
+
+    #[test]
+    fn without_a_usable_lock_directory_ports_are_still_handed_out() {
+        // A regular file where the directory should be: nothing can be created under it.
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_dir = dir.path().join("file");
+        std::fs::write(&not_a_dir, b"").unwrap();
+        let mut reservations = PortReservations::new(not_a_dir.join("ports"), 3);
+        let ports: HashSet<u16> = (0..20).map(|_| reservations.next_port()).collect();
+        assert_eq!(ports.len(), 20);
+        assert!(!ports.contains(&0));
+        assert!(reservations.held.is_empty());
     }
 }
