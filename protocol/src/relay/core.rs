@@ -1929,8 +1929,8 @@ impl Relay {
             if let Some(p) = self.pending.get_mut(&key) {
                 p.attempts = attempts;
                 p.next_ms = at;
+                self.due.insert((at, key.0, key.1));
             }
-            self.due.insert((at, key.0, key.1));
             if pushed {
                 pushes.insert((id, node));
             }
