@@ -1943,6 +1943,72 @@ fn deliveries_to_a_suspended_recipient_wait_until_it_is_reinstated() {
 
 // ===== statuses =========================================================================
 
+/// Statuses travel on separate pushes: a later one from the same author can overtake an
+/// earlier one. The earlier one is kept in the history at its place, not refused (its
+/// author's node checked both in order); a status out of order that no later one
+/// overtook is still refused.
+#[test]
+fn a_status_overtaken_on_the_way_is_kept_in_the_history_at_its_place() {
+    let r = roster();
+    let mut a = node_a(&r);
+    let mut b = node_b(&r);
+    let (id, t) = delivered_pair(&mut a, &mut b);
+    use StatusCode::*;
+    let mut posted = Vec::new();
+    for (request, code) in [
+        (1, Accepted),
+        (2, Assigned),
+        (3, Processing),
+        (4, Completed),
+    ] {
+        assert_actions(&b.post(request, &h(), id, code, t), &["persist"]);
+        posted.push(completed_id(&b.commit(t)));
+    }
+    let acts = b.tick(t + b.config.status_push_delay_ms);
+    let envelope_of = |sid: ContentId| {
+        acts.iter()
+            .find_map(|x| match x {
+                Action::Send {
+                    wire: Wire::Push { envelope },
+                    ..
+                } if SignedEnvelope::decode(envelope).unwrap().id() == sid => {
+                    Some(envelope.clone())
+                }
+                _ => None,
+            })
+            .expect("every status is pushed")
+    };
+    // 05 is overtaken by 06 (04 → 06 is a valid step on its own).
+    let at = t + b.config.status_push_delay_ms;
+    for sid in [posted[0], posted[1], posted[3], posted[2]] {
+        assert_actions(&a.push(PB, &envelope_of(sid), at), &["persist"]);
+        let acts = a.commit(at);
+        assert_eq!(
+            receipts(&acts, sid),
+            vec![Receipt::Arrived {
+                recipient: g(),
+                status: None
+            }]
+        );
+    }
+    let record = a.store.status(&id, &h());
+    assert_eq!(
+        codes(&record),
+        [Arrived, Accepted, Assigned, Processing, Completed]
+    );
+    assert_eq!(record.chain.stage, Stage::At(Completed));
+    // A 03 signed after the 06 is out of order and overtook nothing: refused.
+    let late = status(&h(), &g(), 9, Accepted, id, at);
+    let mut acts = a.push(PB, late.bytes(), at + 1);
+    acts.extend(a.commit(at + 1));
+    let refused = receipts(&acts, late.id());
+    assert!(
+        matches!(&refused[..], [Receipt::Refused { reason, .. }] if reason.contains("03")),
+        "{refused:?}"
+    );
+    assert_eq!(codes(&a.store.status(&id, &h())).len(), 5);
+}
+
 #[test]
 fn recipient_statuses_03_to_06_reach_the_sender_and_update_both_copies() {
     let r = roster();

@@ -1369,6 +1369,11 @@ impl Relay {
         };
         let mut receipts = Vec::with_capacity(local.len());
         let mut updates = Vec::new();
+        let entry = || StatusEntry {
+            code,
+            id: env.id(),
+            at_ms: body.created_ms,
+        };
         for tenant in local {
             // 13 travels sender → recipient; every other code recipient → sender.
             let (key, party, expected_sender) = if code == StatusCode::RecallRequested {
@@ -1412,36 +1417,41 @@ impl Relay {
             }
             if self.tenants.contains_key(&body.from) {
                 // The author is hosted here: it updated the shared record when it posted.
-                updates.push((tenant.clone(), key, None));
+                updates.push((tenant.clone(), None));
                 continue;
             }
             if record.chain.stage == Stage::Recalled && party == Party::Recipient {
                 // The recipient posted it before it agreed to the recall (its node checked
                 // the order); it overtook nothing that matters: keep it in the history.
                 let chain = record.chain;
-                updates.push((tenant.clone(), key, Some((record, chain))));
+                updates.push((tenant.clone(), Some((key, record, chain))));
                 continue;
             }
             match record.chain.apply_mirrored(party, code) {
-                Ok(chain) => updates.push((tenant.clone(), key, Some((record, chain)))),
-                // An earlier status from the same author may still be on its way.
-                Err(e) if may_become_valid(&record.chain, code) => return Err(e.to_string()),
-                Err(e) => receipts.push(Receipt::Refused {
-                    recipient: tenant.clone(),
-                    reason: e.to_string(),
-                }),
+                Ok(chain) => updates.push((tenant.clone(), Some((key, record, chain)))),
+                Err(e) => match self.overtaken_at(store, &record, env) {
+                    // Statuses travel apart (their own pushes, retries, custodians), so a
+                    // later one from the same author can arrive first; the author's node
+                    // checked both in its own order. Kept in the history at its place.
+                    Some(at) => {
+                        let mut record = record;
+                        record.insert(at, entry());
+                        work.batch
+                            .put(Column::Statuses, key, records::encode(&record));
+                        updates.push((tenant.clone(), None));
+                    }
+                    // An earlier status from the same author may still be on its way.
+                    None if may_become_valid(&record.chain, code) => return Err(e.to_string()),
+                    None => receipts.push(Receipt::Refused {
+                        recipient: tenant.clone(),
+                        reason: e.to_string(),
+                    }),
+                },
             }
         }
-        for (tenant, key, update) in updates {
-            if let Some((mut record, chain)) = update {
-                record.push(
-                    chain,
-                    StatusEntry {
-                        code,
-                        id: env.id(),
-                        at_ms: body.created_ms,
-                    },
-                );
+        for (tenant, update) in updates {
+            if let Some((key, mut record, chain)) = update {
+                record.push(chain, entry());
                 work.batch
                     .put(Column::Statuses, key, records::encode(&record));
             }
@@ -1456,6 +1466,24 @@ impl Relay {
             });
         }
         Ok(receipts)
+    }
+
+    /// Where status `env` belongs in `record`'s history when a later status from the same
+    /// author is already there (it overtook `env` on the way): before the first of them.
+    /// `None` when nothing from its author is later. Read only for a status the chain
+    /// refused, so the envelopes of the history are read on that path alone.
+    fn overtaken_at(
+        &self,
+        store: &impl StoreView,
+        record: &StatusRecord,
+        env: &SignedEnvelope,
+    ) -> Option<usize> {
+        let body = env.body();
+        record.history.iter().position(|applied| {
+            self.read(store, Column::Envelopes, applied.id.as_bytes())
+                .and_then(|bytes| SignedEnvelope::decode(&bytes).ok())
+                .is_some_and(|later| later.body().from == body.from && later.body().seq > body.seq)
+        })
     }
 
     /// Records the sender's sequence number; two envelopes for one place in a sender's

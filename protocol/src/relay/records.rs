@@ -107,6 +107,18 @@ impl StatusRecord {
         }
         self.history.push(entry);
     }
+
+    /// Puts a status that arrived after a later one from its author at index `at` of the
+    /// history (where it was applied in the author's order); the chain stays where the
+    /// later one took it. The history stays bounded: its oldest entry gives way.
+    pub fn insert(&mut self, at: usize, entry: StatusEntry) {
+        let mut at = at.min(self.history.len());
+        if self.history.len() >= MAX_STATUS_HISTORY {
+            self.history.remove(0);
+            at = at.saturating_sub(1);
+        }
+        self.history.insert(at, entry);
+    }
 }
 
 /// Two different envelopes a sender signed for the same place in its chain (column
