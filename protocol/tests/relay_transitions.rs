@@ -770,14 +770,7 @@ fn an_undurable_delivery_waits_for_its_commit_and_leaves_with_it() {
         "no timer runs for a delivery that cannot leave yet"
     );
     let acts = a.commit(T0);
-    assert_actions(
-        &acts,
-        &[
-            "completed ok",
-            "publish lienthong/unit/H41",
-            "send peer-b push",
-        ],
-    );
+    assert_actions(&acts, &["completed ok", "send peer-b push"]);
     let id = completed_id(&acts);
     assert_eq!(pushed(&acts, PB), a.envelope(&id).unwrap().bytes());
 }
@@ -868,9 +861,76 @@ fn a_node_that_leaves_pushes_unanswered_gets_probes_until_it_answers_or_reconnec
     assert_eq!(pushes_to(&back, PB).len(), 4);
 }
 
+/// A delivery waiting in line toward a silent node has no retries of its own: it leaves
+/// when a slot frees or the node reconnects, and its timer wakes it only for custody. Every
+/// wake-up before then is the probe's retry, and pushes.
+#[test]
+fn a_delivery_waiting_in_line_wakes_only_for_custody() {
+    let r = roster();
+    let mut config = RelayConfig::new(PA);
+    config.push_window = 1;
+    config.probe_window = 1;
+    config.custody_after_ms = 60 * SECOND;
+    let custody_after = config.custody_after_ms;
+    let mut a = Node::new(&r, config, &[g()]);
+    a.submit(1, &g(), &[h()], T0);
+    a.submit(2, &g(), &[h()], T0);
+    let probe = pushes_to(&a.commit(T0), PB);
+    assert_eq!(probe.len(), 1, "a window of one");
+    let mut wakes = 0;
+    loop {
+        let at = a.relay.next_deadline().unwrap();
+        if at >= T0 + custody_after {
+            break;
+        }
+        wakes += 1;
+        assert_eq!(pushes_to(&a.tick(at), PB), probe, "wake-up {wakes} at {at}");
+    }
+    assert!(wakes >= 4, "the probe was retried {wakes} times");
+    // Custody time, to the millisecond: the one in line is handed to custodians (h has no
+    // parent: both central nodes), and still not pushed.
+    let at = a.relay.next_deadline().unwrap();
+    assert_eq!(at, T0 + custody_after);
+    let acts = a.tick(at);
+    let custody = custody_requests(&acts);
+    assert_eq!(custody.len(), 2, "two custodians");
+    assert!(
+        custody
+            .iter()
+            .all(|(_, _, envelope)| { SignedEnvelope::decode(envelope).unwrap().id() != probe[0] })
+    );
+    assert!(pushes_to(&acts, PB).is_empty());
+    // The node reconnects: the line moves at once (a window of one).
+    let back = pushes_to(
+        &a.handle(Event::PeerConnected { peer: PB.into() }, at + 1),
+        PB,
+    );
+    assert_eq!(back.len(), 1);
+}
+
+/// A delivery confirmed by a status pushed on its own (not by the push's answer) gives its
+/// slot back at once: the next one in line leaves without waiting for a timer.
+#[test]
+fn a_delivery_confirmed_by_a_pushed_status_lets_the_next_in_line_leave() {
+    let r = roster();
+    let mut config = RelayConfig::new(PA);
+    config.push_window = 1;
+    let mut a = Node::new(&r, config, &[g()]);
+    a.submit(1, &g(), &[h()], T0);
+    a.submit(2, &g(), &[h()], T0);
+    let first = pushes_to(&a.commit(T0), PB);
+    assert_eq!(first.len(), 1, "a window of one");
+    let arrived = status(&h(), &g(), 1, StatusCode::Arrived, first[0], T0 + 5);
+    let acts = a.push(PB, arrived.bytes(), T0 + 10);
+    assert_actions(&acts, &["persist", "send peer-b push"]);
+    let next = pushes_to(&acts, PB);
+    assert_ne!(next[0], first[0]);
+    assert_eq!(a.relay.pending_deliveries(), 1);
+}
+
 /// A roster change (here: the recipient of the push in flight is suspended) starts the
 /// windows afresh, so a slot held for a recipient the roster moved or suspended does not
-/// keep the node's other recipients waiting.
+/// keep the node's other recipients waiting: what waited in line leaves at once.
 #[test]
 fn a_suspended_recipients_push_gives_its_slot_back() {
     let r = roster();
@@ -881,20 +941,25 @@ fn a_suspended_recipients_push_gives_its_slot_back() {
     a.submit(2, &g(), &[e()], T0);
     let first = pushes_to(&a.commit(T0), PC);
     assert_eq!(first.len(), 1, "a window of one");
-    // The recipient of the push in flight is suspended; its retry comes and frees the slot:
-    // the other district's document leaves.
+    // The recipient of the push in flight is suspended: the other district's document
+    // leaves at once, not at its next retry.
     let pushed = a.envelope(&first[0]).unwrap().body().to.clone();
     let suspended = with_state(&r, &pushed[0], AgencyState::Suspended);
-    a.handle(Event::RosterUpdated(suspended), T0 + 10);
-    let next = pushes_to(&a.tick(T0 + 2 * SECOND), PC);
+    let next = pushes_to(&a.handle(Event::RosterUpdated(suspended), T0 + 10), PC);
     assert_eq!(next.len(), 1);
     assert_ne!(next[0], first[0]);
+    // The suspended one's retry sends nothing.
+    assert_eq!(
+        pushes_to(&a.tick(T0 + 2 * SECOND), PC),
+        Vec::<ContentId>::new()
+    );
 }
 
-/// Custody is for a recipient's node that does not answer: a delivery waiting its turn
-/// toward a node that answers is not handed to custodians, however long it waits.
+/// Custody and gossip are for a recipient's node that does not answer: a delivery waiting
+/// its turn toward a node that answers is not handed to custodians nor published, however
+/// long it waits.
 #[test]
-fn a_delivery_waiting_for_a_slot_at_an_answering_node_is_not_handed_to_custodians() {
+fn a_delivery_waiting_for_a_slot_at_an_answering_node_is_not_handed_to_custodians_nor_gossiped() {
     let r = roster();
     let mut config = RelayConfig::new(PA);
     config.push_window = 1;
@@ -949,10 +1014,28 @@ fn a_delivery_waiting_for_a_slot_at_an_answering_node_is_not_handed_to_custodian
         .find(|id| *id != holder)
         .unwrap();
     assert_eq!(custody_for(other), 0, "the one waiting its turn gets none");
+    // Nor is it published on gossip: its node answers. The push left unanswered until its
+    // retry is, once.
+    let published = |id: ContentId| {
+        acts.iter()
+            .filter(|x| match x {
+                Action::Publish { envelope, .. } => {
+                    SignedEnvelope::decode(envelope).unwrap().id() == id
+                }
+                _ => false,
+            })
+            .count()
+    };
+    assert_eq!(
+        published(holder),
+        1,
+        "the unanswered push goes on gossip once"
+    );
+    assert_eq!(published(other), 0, "the one waiting its turn does not");
 }
 
 #[test]
-fn submit_completes_publishes_and_pushes_only_after_its_batch_commits() {
+fn submit_completes_and_pushes_only_after_its_batch_commits() {
     let r = roster();
     let mut a = node_a(&r);
     let acts = a.submit(7, &g(), &[e(), h(), d(), h()], T0);
@@ -977,12 +1060,7 @@ fn submit_completes_publishes_and_pushes_only_after_its_batch_commits() {
     let acts = a.commit(T0 + 20);
     assert_actions(
         &acts,
-        &[
-            "completed ok",
-            "publish lienthong/unit/H41",
-            "send peer-b push",
-            "send peer-c push",
-        ],
+        &["completed ok", "send peer-b push", "send peer-c push"],
     );
     assert_eq!(completed(&acts), (7, Ok(env.id())));
     assert_eq!(pushed(&acts, PB), env.bytes());
@@ -1185,14 +1263,7 @@ fn a_received_push_is_stored_then_delivered_and_acked_with_a_signed_01() {
     // Nothing promised before the batch is durable, even when asked again.
     assert_actions(&b.tick(T0 + 6), &[]);
     let acts = b.commit(T0 + 7);
-    assert_actions(
-        &acts,
-        &[
-            "delivered 000.00.00.H41",
-            "publish lienthong/unit/G22",
-            "send peer-a pushack",
-        ],
-    );
+    assert_actions(&acts, &["delivered 000.00.00.H41", "send peer-a pushack"]);
     assert_eq!(delivered(&acts), vec![(h(), id, 0)]);
     let receipts = receipts(&acts, id);
     let [
@@ -1231,7 +1302,6 @@ fn a_duplicate_push_gets_a_duplicate_receipt_once_durable_and_no_second_delivery
         &acts,
         &[
             "delivered 000.00.00.H41",
-            "publish lienthong/unit/G22",
             "send peer-a pushack",
             "send central-0 pushack",
         ],
@@ -1383,7 +1453,6 @@ fn equivocation_is_kept_as_evidence_and_both_envelopes_stored() {
         &acts,
         &[
             "delivered 000.00.00.H41",
-            "publish lienthong/unit/G22",
             "equivocation",
             "send peer-a pushack",
         ],
@@ -1488,10 +1557,7 @@ fn an_external_payload_is_fetched_before_the_envelope_is_delivered() {
     let acts = b.handle(Event::PayloadStored { manifest }, T0 + 4);
     assert_actions(&acts, &["persist"]);
     let acts = b.commit(T0 + 5);
-    assert_actions(
-        &acts,
-        &["delivered 000.00.00.H41", "publish lienthong/unit/G22"],
-    );
+    assert_actions(&acts, &["delivered 000.00.00.H41"]);
     assert_eq!(delivered(&acts), vec![(h(), id, 0)]);
     assert_eq!(b.store.count(Column::Inbox), 1);
 
@@ -1593,14 +1659,7 @@ fn without_an_ack_pushes_are_retried_with_growing_capped_backoff() {
     config.custody_after_ms = 365 * DAY;
     let mut a = Node::new(&r, config, &[g()]);
     let (id, acts) = sent(&mut a, 1, &[h()]);
-    assert_actions(
-        &acts,
-        &[
-            "completed ok",
-            "publish lienthong/unit/H41",
-            "send peer-b push",
-        ],
-    );
+    assert_actions(&acts, &["completed ok", "send peer-b push"]);
     let mut at = T0 + 1;
     for attempt in 1..=8u32 {
         let next = a.relay.next_deadline().unwrap();
@@ -1613,7 +1672,13 @@ fn without_an_ack_pushes_are_retried_with_growing_capped_backoff() {
         );
         // Nothing early.
         assert_actions(&a.tick(next - 1), &[]);
-        assert_actions(&a.tick(next), &["send peer-b push"]);
+        // Gossip is the way round an unanswered push: once, at the first retry.
+        let retry: &[&str] = if attempt == 1 {
+            &["send peer-b push", "publish lienthong/unit/H41"]
+        } else {
+            &["send peer-b push"]
+        };
+        assert_actions(&a.tick(next), retry);
         at = next;
     }
     // A Retry receipt keeps the delivery and its schedule.
@@ -1643,7 +1708,11 @@ fn a_reconnecting_peer_restarts_the_backoff() {
     let (base, max) = (a.config.retry_base_ms, a.config.retry_max_ms);
     sent(&mut a, 1, &[h()]);
     // A day offline: the delay has reached its cap.
-    let mut at = T0 + 1;
+    let mut at = a.relay.next_deadline().unwrap();
+    assert_actions(
+        &a.tick(at),
+        &["send peer-b push", "publish lienthong/unit/H41"],
+    );
     while at < T0 + DAY {
         at = a.relay.next_deadline().unwrap();
         assert_actions(&a.tick(at), &["send peer-b push"]);
@@ -1672,12 +1741,17 @@ fn an_unconfirmed_delivery_is_handed_to_custodians_after_custody_after_ms() {
     // the content id; never the recipient's own node.
     let central = [C0, C1][usize::from(id.0[0]) % 2];
     let mut custody_at = None;
+    let mut first_retry = true;
     while custody_at.is_none() {
         let at = a.relay.next_deadline().unwrap();
         let acts = a.tick(at);
         let requests = custody_requests(&acts);
         if at < T0 + custody_after {
-            assert_actions(&acts, &["send peer-c push"]);
+            if std::mem::take(&mut first_retry) {
+                assert_actions(&acts, &["send peer-c push", "publish lienthong/unit/H41"]);
+            } else {
+                assert_actions(&acts, &["send peer-c push"]);
+            }
             continue;
         }
         assert_actions(
@@ -1780,11 +1854,7 @@ fn a_custodian_acks_only_once_durable_and_delivers_when_the_recipient_connects()
     let acts = c.commit(at + 102);
     assert_actions(
         &acts,
-        &[
-            "delivered 000.00.01.H41",
-            "publish lienthong/unit/G22",
-            "send central-0 pushack",
-        ],
+        &["delivered 000.00.01.H41", "send central-0 pushack"],
     );
     let acts = c0.recv(PC, acks(&acts)[0].clone(), at + 103);
     assert_actions(&acts, &["persist"]);
@@ -1798,8 +1868,10 @@ fn a_custodian_acks_only_once_durable_and_delivers_when_the_recipient_connects()
     );
     assert_eq!(c0.relay.pending_deliveries(), 0);
 
-    // The recipient's 01 cannot reach the offline sender either: it goes to custody too
-    // (g has no parent, so both central nodes).
+    // The recipient's 01 cannot reach the offline sender either (the receipt carrying it
+    // was lost with the sender): pushed after `status_push_delay_ms`, on gossip at its
+    // first retry, then to custody (g has no parent, so both central nodes).
+    let mut attempt = 0;
     let custody = loop {
         let at = c.relay.next_deadline().unwrap();
         let acts = c.tick(at);
@@ -1807,7 +1879,12 @@ fn a_custodian_acks_only_once_durable_and_delivers_when_the_recipient_connects()
         if !requests.is_empty() {
             break requests;
         }
-        assert_actions(&acts, &["send peer-a push"]);
+        attempt += 1;
+        if attempt == 2 {
+            assert_actions(&acts, &["send peer-a push", "publish lienthong/unit/G22"]);
+        } else {
+            assert_actions(&acts, &["send peer-a push"]);
+        }
     };
     let custodians: Vec<&str> = custody.iter().map(|(p, _, _)| p.as_str()).collect();
     assert_eq!(custodians, [C0, C1]);
@@ -1884,6 +1961,8 @@ fn a_revoked_recipient_or_an_expired_delivery_ends_with_the_reason_recorded() {
     );
     let at = a.relay.next_deadline().unwrap();
     let acts = a.tick(at);
+    // (The roster change started the windows afresh: nothing is known unanswered yet, so
+    // nothing goes on gossip.)
     assert_actions(&acts, &["persist", "send peer-c push"]);
     assert_eq!(
         deletes(the_batch(&acts), Column::Deliveries),
@@ -2119,7 +2198,7 @@ fn a_recall_13_while_delivery_is_pending_waits_for_the_document_then_15_ends_it(
         &["persist"],
     );
     let acts = a.commit(T0 + 2);
-    assert_actions(&acts, &["completed ok", "publish lienthong/unit/H41"]);
+    assert_actions(&acts, &["completed ok"]);
     let recall = a.envelope(&completed_id(&acts)).unwrap();
     let chain = a.store.status(&id, &h()).chain;
     assert_eq!((chain.stage, chain.request_pending), (Stage::Sent, true));
@@ -2336,10 +2415,7 @@ fn gossip_verdicts_accept_reject_and_ignore() {
     let acts = gossip(&mut b, 1, doc.bytes(), T0);
     assert_actions(&acts, &["persist", "verdict Accept"]);
     assert_eq!(verdict(&acts), (1, Verdict::Accept));
-    assert_actions(
-        &b.commit(T0),
-        &["delivered 000.00.00.H41", "publish lienthong/unit/G22"],
-    );
+    assert_actions(&b.commit(T0), &["delivered 000.00.00.H41"]);
     // Seen already: not worth forwarding.
     assert_actions(&gossip(&mut b, 2, doc.bytes(), T0), &["verdict Ignore"]);
     // Valid but for others: forwarded, not stored.

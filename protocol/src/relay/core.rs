@@ -11,7 +11,8 @@
 //! Delivery, in short (DESIGN §5): a submitted envelope is stored with one `Deliveries`
 //! record per recipient, pushed to each recipient's node and retried with backoff until
 //! the recipient's node answers with its signed 01 (documents) or a stored receipt
-//! (statuses). Recipients that have not confirmed after `custody_after_ms` get custodians
+//! (statuses). An envelope whose recipient's node leaves pushes unanswered is also
+//! published on the recipient's gossip topic, once, the way round an unreachable node. Recipients that have not confirmed after `custody_after_ms` get custodians
 //! (central nodes and the recipient's parent node), which hold the envelope and retry on
 //! their own until the recipient confirms, so the sender may go offline. A receiving node
 //! verifies everything, deduplicates by content id, stores, surfaces to the inbox once and
@@ -302,6 +303,8 @@ struct Pending {
     first_ms: u64,
     /// Custodians that accepted (origin only).
     custodians: BTreeSet<String>,
+    /// Published on its recipient's unit topic (once; see `run_due`).
+    gossiped: bool,
 }
 
 /// An envelope waiting for its external payload.
@@ -701,6 +704,7 @@ impl Relay {
                 next_ms,
                 first_ms,
                 custodians: BTreeSet::new(),
+                gossiped: false,
             },
         );
     }
@@ -720,7 +724,7 @@ impl Relay {
             return;
         };
         self.due.remove(&(p.next_ms, id, recipient.clone()));
-        self.free_slot(&key);
+        self.give_back_slot(&key);
         if let Some(node) = self.roster.agency(recipient).map(|a| a.node.clone())
             && let Some(flight) = self.flights.get_mut(&node)
         {
@@ -943,16 +947,6 @@ impl Relay {
         }
     }
 
-    fn publish(&self, work: &mut Work, env: &SignedEnvelope) {
-        let topics: BTreeSet<String> = env.body().to.iter().map(unit_topic).collect();
-        for topic in topics {
-            work.after.push(Action::Publish {
-                topic,
-                envelope: env.bytes().to_vec(),
-            });
-        }
-    }
-
     fn submit(&mut self, s: Submission, _store: &impl StoreView) -> Result<(), RelayError> {
         if s.kind == Kind::Status {
             return Err(RelayError::Invalid(
@@ -991,7 +985,6 @@ impl Relay {
             request: s.request,
             result: Ok(env.id()),
         });
-        self.publish(&mut work, &env);
         self.issue(work);
         Ok(())
     }
@@ -1066,7 +1059,6 @@ impl Relay {
             request: p.request,
             result: Ok(env.id()),
         });
-        self.publish(&mut work, &env);
         self.issue(work);
         Ok(())
     }
@@ -1345,7 +1337,6 @@ impl Relay {
                 std::slice::from_ref(&body.from),
                 Role::Origin,
             );
-            self.publish(work, &arrived);
             receipts.push(Receipt::Arrived {
                 recipient: tenant.clone(),
                 status: Some(arrived.bytes().to_vec()),
@@ -1876,6 +1867,7 @@ impl Relay {
         let mut work = Work::new();
         let mut pushes: BTreeSet<(ContentId, &str)> = BTreeSet::new();
         let mut custody: BTreeMap<(ContentId, String), Vec<AgencyId>> = BTreeMap::new();
+        let mut gossip: BTreeSet<(ContentId, String)> = BTreeSet::new();
         // Due entries handled this call, pushed or not: the rest wait for the next tick.
         let mut handled = 0;
         // The roster in force, held apart so that node names are borrowed from it, not
@@ -1898,7 +1890,8 @@ impl Relay {
                 // is parked in `committing` and re-enters `due` at the commit.
                 continue;
             }
-            let (role, attempts, first_ms) = (p.role, p.attempts + 1, p.first_ms);
+            let (role, attempts, first_ms, gossiped) =
+                (p.role, p.attempts + 1, p.first_ms, p.gossiped);
             let custodied = p.custodians.len() >= self.config.custodians;
             if now > p.created_ms.saturating_add(self.config.max_age_ms) {
                 let (id, r) = key;
@@ -1912,7 +1905,7 @@ impl Relay {
                     // A suspended agency's pending inbound documents wait (roster
                     // `AgencyState::Suspended`): until it is reinstated, revoked or the
                     // delivery expires.
-                    self.free_slot(&key);
+                    self.give_back_slot(&key);
                     self.due.insert((at, key.0, key.1.clone()));
                     self.reschedule(&key, now + self.config.retry_max_ms);
                     continue;
@@ -1932,16 +1925,30 @@ impl Relay {
             };
             handled += 1;
             let pushed = pushes.contains(&(id, node)) || self.take_push_slot(node, &key);
-            // A delivery waiting for a slot backs off too: it is made due when a slot frees,
-            // and its own timer (for custody and age) must not wake every waiting delivery
-            // every second while a node is silent with a long line.
             let mut delay = self.backoff(attempts, &id);
             if role == Role::Origin && custodied {
                 delay = delay.max(self.config.retry_max_ms / 4);
             }
+            // A delivery waiting in line has no retries of its own: it is made due when a
+            // slot frees or its node reconnects, and its timer only wakes it for custody (and
+            // its age), not every second while a node is silent with a long line.
+            if !pushed && role == Role::Origin && !custodied {
+                let custody_at = first_ms.saturating_add(self.config.custody_after_ms);
+                delay = delay.max(custody_at.saturating_sub(now));
+            }
+            // The node left a push unanswered until its retry (this one's or another's).
+            let silent = self.flights.get(node).is_some_and(|f| f.silent);
             // Custody is for a recipient's node that does not answer, not for one that
             // answers and is only working through a line of deliveries.
-            let waiting_its_turn = !pushed && self.flights.get(node).is_some_and(|f| !f.silent);
+            let waiting_its_turn = !pushed && !silent;
+            // Push first: gossip is the way round a node that leaves pushes unanswered. An
+            // envelope is published on its recipient's unit topic once, the first time its
+            // delivery comes due while the node is silent (ARCHITECTURE.md, "Push first,
+            // gossip when a push goes unanswered").
+            let publish = role == Role::Origin && silent && !gossiped;
+            if publish {
+                gossip.insert((id, unit_topic(&key.1)));
+            }
             if role == Role::Origin
                 && !custodied
                 && !waiting_its_turn
@@ -1956,6 +1963,7 @@ impl Relay {
             let at = now + delay;
             if let Some(p) = self.pending.get_mut(&key) {
                 p.attempts = attempts;
+                p.gossiped |= publish;
                 p.next_ms = at;
                 self.due.insert((at, key.0, key.1));
             }
@@ -1970,6 +1978,11 @@ impl Relay {
                     peer: peer.to_owned(),
                     wire: Wire::Push { envelope },
                 });
+            }
+        }
+        for (id, topic) in gossip {
+            if let Some(envelope) = self.read(store, Column::Envelopes, id.as_bytes()) {
+                self.actions.push_back(Action::Publish { topic, envelope });
             }
         }
         for ((id, peer), recipients) in custody {
@@ -2034,6 +2047,15 @@ impl Relay {
         }
     }
 
+    /// Frees the slot delivery `key` holds (it ended, or cannot be pushed for now), and
+    /// lets the next one waiting in line at that node take it.
+    fn give_back_slot(&mut self, key: &(ContentId, AgencyId)) {
+        if let Some(node) = self.slots.get(key).cloned() {
+            self.free_slot(key);
+            self.release_waiting(&node);
+        }
+    }
+
     /// `node` answered for delivery `key`: the slot it holds there (if any) is free.
     fn answered(&mut self, node: &str, key: &(ContentId, AgencyId)) {
         if self.slots.get(key).is_some_and(|held| held == node) {
@@ -2070,10 +2092,19 @@ impl Relay {
     }
 
     /// Forgets every window (a roster change may have moved recipients between nodes):
-    /// waiting deliveries go at their next retry, which starts new windows.
+    /// deliveries waiting in line are due now (they have no retries of their own before
+    /// custody), and start new windows.
     fn reset_windows(&mut self) {
-        self.flights.clear();
+        let now = self.now;
+        let waiting: Vec<(ContentId, AgencyId)> = self
+            .flights
+            .drain()
+            .flat_map(|(_, flight)| flight.waiting)
+            .collect();
         self.slots.clear();
+        for key in waiting {
+            self.reschedule(&key, now);
+        }
     }
 
     fn reschedule(&mut self, key: &(ContentId, AgencyId), at: u64) {
