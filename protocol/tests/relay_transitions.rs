@@ -928,6 +928,38 @@ fn a_delivery_confirmed_by_a_pushed_status_lets_the_next_in_line_leave() {
     assert_eq!(a.relay.pending_deliveries(), 1);
 }
 
+/// A delivery made due to take a free slot may end (here: expire) before it takes it; the
+/// next one in line takes the slot instead of waiting for its own timer.
+#[test]
+fn a_delivery_ending_on_its_way_out_of_the_line_lets_the_next_one_go() {
+    let r = roster();
+    let mut config = RelayConfig::new(PA);
+    config.push_window = 1;
+    config.probe_window = 1;
+    config.custody_after_ms = 365 * DAY;
+    config.max_age_ms = 5 * SECOND;
+    let mut a = Node::new(&r, config, &[g()]);
+    a.submit(1, &g(), &[h()], T0);
+    let first = pushes_to(&a.commit(T0), PB);
+    assert_eq!(first.len(), 1);
+    a.submit(2, &g(), &[h()], T0 + 10);
+    assert!(pushes_to(&a.commit(T0 + 10), PB).is_empty(), "in line");
+    a.submit(3, &g(), &[h()], T0 + 3 * SECOND);
+    let acts = a.commit(T0 + 3 * SECOND);
+    let third = completed_id(&acts);
+    assert!(pushes_to(&acts, PB).is_empty(), "in line");
+    // The first is probed until it expires; it frees its slot for the second, which has
+    // expired too; the third goes.
+    let mut pushed = Vec::new();
+    while a.relay.pending_deliveries() == 3 {
+        let at = a.relay.next_deadline().unwrap();
+        assert!(at < T0 + 60 * SECOND, "nothing moves");
+        pushed = pushes_to(&a.tick(at), PB);
+    }
+    assert_eq!(a.relay.pending_deliveries(), 1);
+    assert_eq!(pushed, vec![third]);
+}
+
 /// A roster change (here: the recipient of the push in flight is suspended) starts the
 /// windows afresh, so a slot held for a recipient the roster moved or suspended does not
 /// keep the node's other recipients waiting: what waited in line leaves at once.
@@ -2086,6 +2118,51 @@ fn a_status_overtaken_on_the_way_is_kept_in_the_history_at_its_place() {
         "{refused:?}"
     );
     assert_eq!(codes(&a.store.status(&id, &h())).len(), 5);
+}
+
+/// A lower sequence number does not slip in a status that was never valid at its place:
+/// the history, with it inserted, must replay to where the chain stands.
+#[test]
+fn an_overtaken_status_must_fit_its_place_in_the_chain() {
+    let r = roster();
+    let mut a = node_a(&r);
+    let mut b = node_b(&r);
+    let (id, t) = delivered_pair(&mut a, &mut b);
+    use StatusCode::*;
+    let deliver = |a: &mut Node, env: &SignedEnvelope, at: u64| {
+        let mut acts = a.push(PB, env.bytes(), at);
+        acts.extend(a.commit(at));
+        receipts(&acts, env.id())
+    };
+    let arrived = vec![Receipt::Arrived {
+        recipient: g(),
+        status: None,
+    }];
+    // h's statuses at sequence numbers with room between them (its other envelopes).
+    for (seq, code) in [(10, Accepted), (11, Assigned), (20, Completed)] {
+        let env = status(&h(), &g(), seq, code, id, t);
+        assert_eq!(deliver(&mut a, &env, t + 1), arrived, "{code}");
+    }
+    // A 02 "signed earlier" cannot follow 04: refused, and the history is unchanged.
+    let rejected = status(&h(), &g(), 15, Rejected, id, t);
+    let refused = deliver(&mut a, &rejected, t + 2);
+    assert!(
+        matches!(&refused[..], [Receipt::Refused { .. }]),
+        "{refused:?}"
+    );
+    assert_eq!(
+        codes(&a.store.status(&id, &h())),
+        [Arrived, Accepted, Assigned, Completed]
+    );
+    // The 05 that was overtaken fits between 04 and 06.
+    let processing = status(&h(), &g(), 12, Processing, id, t);
+    assert_eq!(deliver(&mut a, &processing, t + 3), arrived);
+    let record = a.store.status(&id, &h());
+    assert_eq!(
+        codes(&record),
+        [Arrived, Accepted, Assigned, Processing, Completed]
+    );
+    assert_eq!(record.chain.stage, Stage::At(Completed));
 }
 
 #[test]

@@ -12,9 +12,10 @@
 //! record per recipient, pushed to each recipient's node and retried with backoff until
 //! the recipient's node answers with its signed 01 (documents) or a stored receipt
 //! (statuses). An envelope whose recipient's node leaves pushes unanswered is also
-//! published on the recipient's gossip topic, once, the way round an unreachable node. Recipients that have not confirmed after `custody_after_ms` get custodians
-//! (central nodes and the recipient's parent node), which hold the envelope and retry on
-//! their own until the recipient confirms, so the sender may go offline. A receiving node
+//! published on the recipient's gossip topic, once, the way round an unreachable node.
+//! Recipients that have not confirmed after `custody_after_ms` get custodians (central
+//! nodes and the recipient's parent node), which hold the envelope and retry on their own
+//! until the recipient confirms, so the sender may go offline. A receiving node
 //! verifies everything, deduplicates by content id, stores, surfaces to the inbox once and
 //! answers with a signed 01.
 
@@ -31,8 +32,8 @@ use crate::roster::Roster;
 use crate::status::{Party, Stage, StatusChain, StatusCode, StatusError};
 
 use super::records::{
-    self, ChainHead, DeliveryRecord, Equivocation, Role, SeenRecord, StatusEntry, StatusRecord,
-    agency_seq_key, id_agency_key,
+    self, ChainHead, DeliveryRecord, Equivocation, MAX_STATUS_HISTORY, Role, SeenRecord,
+    StatusEntry, StatusRecord, agency_seq_key, id_agency_key,
 };
 use super::store::{Batch, Column, StoreOp, StoreView};
 use super::wire::{Receipt, Wire};
@@ -340,7 +341,7 @@ struct PeerFlight {
 impl PeerFlight {
     fn window(&self, config: &RelayConfig) -> usize {
         if self.silent {
-            config.probe_window.max(1)
+            config.probe_window.min(config.push_window).max(1)
         } else {
             config.push_window.max(1)
         }
@@ -728,8 +729,10 @@ impl Relay {
         if let Some(node) = self.roster.agency(recipient).map(|a| a.node.clone())
             && let Some(flight) = self.flights.get_mut(&node)
         {
-            // Its place in `waiting`, if any, is skipped when reached.
+            // Its place in `waiting`, if any, is skipped when reached. It may have been made
+            // due to take a free slot and not taken it yet: the next in line takes it.
             flight.queued.remove(&key);
+            self.release_waiting(&node);
         }
         if p.role == Role::Custodian
             && let Some(n) = self.custody_per_sender.get_mut(&p.sender)
@@ -1461,8 +1464,12 @@ impl Relay {
 
     /// Where status `env` belongs in `record`'s history when a later status from the same
     /// author is already there (it overtook `env` on the way): before the first of them.
-    /// `None` when nothing from its author is later. Read only for a status the chain
-    /// refused, so the envelopes of the history are read on that path alone.
+    /// `None` unless the whole history, with `env` at that place, replays from the start to
+    /// where the chain stands (so a status that was never valid there cannot be slipped in
+    /// under a lower sequence number), `env` holds its place in its author's chain alone (no
+    /// equivocation), and the history is whole (not cut to [`MAX_STATUS_HISTORY`]). Called
+    /// only for a status the chain refused, so the history's envelopes are read on that
+    /// path alone.
     fn overtaken_at(
         &self,
         store: &impl StoreView,
@@ -1470,11 +1477,33 @@ impl Relay {
         env: &SignedEnvelope,
     ) -> Option<usize> {
         let body = env.body();
-        record.history.iter().position(|applied| {
+        let code = body.routing.status?;
+        if record.history.len() >= MAX_STATUS_HISTORY {
+            return None;
+        }
+        let place = agency_seq_key(&body.from, body.seq);
+        if self
+            .read(store, Column::SenderSeq, &place)
+            .is_some_and(|id| id.as_slice() != env.id().as_bytes())
+        {
+            return None;
+        }
+        let at = record.history.iter().position(|applied| {
             self.read(store, Column::Envelopes, applied.id.as_bytes())
                 .and_then(|bytes| SignedEnvelope::decode(&bytes).ok())
                 .is_some_and(|later| later.body().from == body.from && later.body().seq > body.seq)
-        })
+        })?;
+        let codes = record.history.iter().map(|entry| entry.code);
+        let replayed = codes
+            .clone()
+            .take(at)
+            .chain(std::iter::once(code))
+            .chain(codes.skip(at))
+            .try_fold(StatusChain::default(), |chain, code| {
+                chain.apply_mirrored(code.party(), code)
+            })
+            .ok()?;
+        (replayed == record.chain).then_some(at)
     }
 
     /// Records the sender's sequence number; two envelopes for one place in a sender's
@@ -1905,7 +1934,7 @@ impl Relay {
                     // A suspended agency's pending inbound documents wait (roster
                     // `AgencyState::Suspended`): until it is reinstated, revoked or the
                     // delivery expires.
-                    self.give_back_slot(&key);
+                    self.free_slot(&key);
                     self.due.insert((at, key.0, key.1.clone()));
                     self.reschedule(&key, now + self.config.retry_max_ms);
                     continue;
@@ -2096,10 +2125,17 @@ impl Relay {
     /// custody), and start new windows.
     fn reset_windows(&mut self) {
         let now = self.now;
+        let slots = &self.slots;
         let waiting: Vec<(ContentId, AgencyId)> = self
             .flights
             .drain()
-            .flat_map(|(_, flight)| flight.waiting)
+            .flat_map(|(_, mut flight)| {
+                // Still in line: not ended meanwhile (`queued`), not pushed and unanswered.
+                flight
+                    .waiting
+                    .retain(|key| flight.queued.contains(key) && !slots.contains_key(key));
+                flight.waiting
+            })
             .collect();
         self.slots.clear();
         for key in waiting {
