@@ -278,7 +278,14 @@ impl NetTask {
                 for addr in &addrs {
                     self.remember_addr(peer, addr.clone());
                 }
-                let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+                // A port of its own, not the listening one (libp2p's default, for hole
+                // punching): two nodes dialing each other at once from their listening
+                // ports make one TCP connection by simultaneous open, on which both start
+                // Noise as initiator and both handshakes fail ("input error").
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(addrs)
+                    .allocate_new_port()
+                    .build();
                 if let Err(e) = self.swarm.dial(opts) {
                     if matches!(e, DialError::Denied { .. }) {
                         inc(&self.metrics.connections_denied);
