@@ -674,32 +674,25 @@ fn delivered_pair(a: &mut Node, b: &mut Node) -> (ContentId, u64) {
     assert_actions(&b.push(PA, &pushed(&acts, PB), t), &["persist"]);
     let ack = acks(&b.commit(t))[0].clone();
     assert_actions(&a.recv(PB, ack, t), &["persist"]);
+    // The 01 the answer carried is answered in turn, once durable, as if it had been
+    // pushed: the recipient's node ends its delivery instead of pushing it again.
+    let acts = a.commit(t);
     assert_actions(
-        &a.commit(t),
+        &acts,
         &[
             "delivered 000.00.00.G22",
             "ended 000.00.00.H41 Origin confirmed",
+            "send peer-b pushack",
         ],
     );
-    // The recipient's node still pushes its 01 itself, after the status delay: the
-    // sender's node has it already and says so.
-    let at = b.relay.next_deadline().unwrap();
-    assert_eq!(at, t + b.config.status_push_delay_ms);
-    let acts = b.tick(at);
-    assert_actions(&acts, &["send peer-a push"]);
-    let arrived = SignedEnvelope::decode(&pushed(&acts, PA)).unwrap();
-    let acts = a.push(PB, arrived.bytes(), at);
-    assert_actions(&acts, &["send peer-b pushack"]);
-    assert_eq!(
-        receipts(&acts, arrived.id()),
-        vec![Receipt::Duplicate { recipient: g() }]
-    );
-    assert_actions(&b.recv(PA, acks(&acts)[0].clone(), at), &["persist"]);
-    assert_actions(&b.commit(at), &["ended 000.00.00.G22 Origin confirmed"]);
+    assert_actions(&b.recv(PA, acks(&acts)[0].clone(), t), &["persist"]);
+    assert_actions(&b.commit(t), &["ended 000.00.00.G22 Origin confirmed"]);
     assert_eq!(
         a.relay.pending_deliveries() + b.relay.pending_deliveries(),
         0
     );
+    assert_eq!(b.relay.next_deadline(), None, "no 01 pushed again");
+    let at = t + b.config.status_push_delay_ms;
     (id, at + 1)
 }
 
@@ -1628,9 +1621,19 @@ fn a_push_ack_with_a_signed_01_ends_the_delivery_after_its_status_is_stored() {
         &[
             "delivered 000.00.00.G22",
             "ended 000.00.00.H41 Origin confirmed",
+            "send peer-b pushack",
         ],
     );
     assert_eq!(ended(&acts)[0].0, id);
+    // The 01 it carried is acknowledged to its author, as a push would be.
+    let arrived = a.store.status(&id, &h()).history[0].id;
+    assert_eq!(
+        receipts(&acts, arrived),
+        vec![Receipt::Arrived {
+            recipient: g(),
+            status: None
+        }]
+    );
     let record = a.store.status(&id, &h());
     assert_eq!(record.chain.stage, Stage::At(StatusCode::Arrived));
     assert_eq!(codes(&record), [StatusCode::Arrived]);

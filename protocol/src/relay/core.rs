@@ -776,7 +776,7 @@ impl Relay {
 enum Mode {
     Push,
     Gossip,
-    /// Re-processed after its payload arrived (or carried in a receipt): no answer owed.
+    /// Re-processed after its payload arrived: no answer owed.
     Fetched,
 }
 
@@ -1756,8 +1756,11 @@ impl Relay {
         }
         self.issue(work);
         self.release_waiting(peer);
+        // Each is answered as if it had been pushed: its author's node then ends that
+        // status's delivery instead of pushing it again after `status_push_delay_ms` (it
+        // cannot know the receipt carrying it arrived).
         for (bytes, checked) in statuses {
-            self.receive_checked(peer, bytes, Some(checked), Mode::Fetched, store);
+            self.receive_checked(peer, bytes, Some(checked), Mode::Push, store);
         }
     }
 
