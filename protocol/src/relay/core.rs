@@ -298,7 +298,12 @@ struct Pending {
     kind: Kind,
     /// Batch that created it: nothing is sent before it is durable.
     batch: u64,
+    /// Pushes so far (the backoff of the next retry after a push).
     attempts: u32,
+    /// Times it came due and waited in line without being pushed (the backoff of its next
+    /// wake-up while it waits): kept apart from `attempts`, so a push that follows a long
+    /// wait is retried soon if it is lost, not after the delay the wait reached.
+    waits: u32,
     next_ms: u64,
     /// When this node first tried (custody counts from here).
     first_ms: u64,
@@ -702,6 +707,7 @@ impl Relay {
                 kind: body.kind,
                 batch,
                 attempts: 0,
+                waits: 0,
                 next_ms,
                 first_ms,
                 custodians: BTreeSet::new(),
@@ -1801,6 +1807,7 @@ impl Relay {
                 // The backoff starts over: if this push is lost too, the next one follows
                 // after `retry_base_ms`, not after the long delay reached while it was away.
                 p.attempts = 0;
+                p.waits = 0;
                 if p.next_ms > now {
                     self.due.remove(&(p.next_ms, id, r.clone()));
                     p.next_ms = now;
@@ -1922,8 +1929,8 @@ impl Relay {
                 // is parked in `committing` and re-enters `due` at the commit.
                 continue;
             }
-            let (role, attempts, first_ms, gossiped) =
-                (p.role, p.attempts + 1, p.first_ms, p.gossiped);
+            let (role, attempts, waits, first_ms, gossiped) =
+                (p.role, p.attempts, p.waits, p.first_ms, p.gossiped);
             let custodied = p.custodians.len() >= self.config.custodians;
             if now > p.created_ms.saturating_add(self.config.max_age_ms) {
                 let (id, r) = key;
@@ -1957,7 +1964,11 @@ impl Relay {
             };
             handled += 1;
             let pushed = pushes.contains(&(id, node)) || self.take_push_slot(node, &key);
-            let mut delay = self.backoff(attempts, &id);
+            let mut delay = if pushed {
+                self.backoff(attempts + 1, &id)
+            } else {
+                self.backoff(waits + 1, &id)
+            };
             if role == Role::Origin && custodied {
                 delay = delay.max(self.config.retry_max_ms / 4);
             }
@@ -1971,8 +1982,9 @@ impl Relay {
             // The node left a push unanswered until its retry (this one's or another's).
             let silent = self.flights.get(node).is_some_and(|f| f.silent);
             // Custody is for a recipient's node that does not answer, not for one that
-            // answers and is only working through a line of deliveries.
-            let waiting_its_turn = !pushed && !silent;
+            // answers and is only working through a line of deliveries, nor for a delivery
+            // pushed now for the first time (out of such a line).
+            let unanswered = silent || (pushed && attempts > 0);
             // Push first: gossip is the way round a node that leaves pushes unanswered. An
             // envelope is published on its recipient's unit topic once, the first time its
             // delivery comes due while the node is silent (ARCHITECTURE.md, "Push first,
@@ -1983,7 +1995,7 @@ impl Relay {
             }
             if role == Role::Origin
                 && !custodied
-                && !waiting_its_turn
+                && unanswered
                 && now >= first_ms + self.config.custody_after_ms
                 && let Some(p) = self.pending.get(&key)
             {
@@ -1994,7 +2006,11 @@ impl Relay {
             // Back in `due` at its next time (its entry was taken out above).
             let at = now + delay;
             if let Some(p) = self.pending.get_mut(&key) {
-                p.attempts = attempts;
+                if pushed {
+                    p.attempts = attempts + 1;
+                } else {
+                    p.waits = waits + 1;
+                }
                 p.gossiped |= publish;
                 p.next_ms = at;
                 self.due.insert((at, key.0, key.1));
