@@ -2157,6 +2157,52 @@ fn a_status_overtaken_on_the_way_is_kept_in_the_history_at_its_place() {
     assert_eq!(codes(&a.store.status(&id, &h())).len(), 5);
 }
 
+/// Two statuses that are each valid in either order (a 16 answering a recall and a 06,
+/// which a pending recall does not hold back) are kept in their author's order, and the
+/// chain is where that order leads: the recall answered, the document completed.
+#[test]
+fn statuses_valid_in_either_order_are_kept_in_their_authors_order() {
+    let r = roster();
+    let mut a = node_a(&r);
+    let mut b = node_b(&r);
+    let (id, t) = delivered_pair(&mut a, &mut b);
+    use StatusCode::*;
+    let t = status_round_trip(&mut b, PB, &mut a, PA, &h(), id, Accepted, t);
+    let t = status_round_trip(&mut a, PA, &mut b, PB, &g(), id, RecallRequested, t);
+    let mut posted = Vec::new();
+    for (request, code) in [(1, RecallRefused), (2, Completed)] {
+        assert_actions(&b.post(request, &h(), id, code, t), &["persist"]);
+        posted.push(completed_id(&b.commit(t)));
+    }
+    let at = t + b.config.status_push_delay_ms;
+    let acts = b.tick(at);
+    for sid in [posted[1], posted[0]] {
+        let envelope = acts
+            .iter()
+            .find_map(|x| match x {
+                Action::Send {
+                    wire: Wire::Push { envelope },
+                    ..
+                } if SignedEnvelope::decode(envelope).unwrap().id() == sid => {
+                    Some(envelope.clone())
+                }
+                _ => None,
+            })
+            .expect("both are pushed");
+        assert_actions(&a.push(PB, &envelope, at), &["persist"]);
+        a.commit(at);
+    }
+    let record = a.store.status(&id, &h());
+    assert_eq!(
+        codes(&record),
+        [Arrived, Accepted, RecallRequested, RecallRefused, Completed]
+    );
+    assert_eq!(
+        (record.chain.stage, record.chain.request_pending),
+        (Stage::At(Completed), false)
+    );
+}
+
 /// A lower sequence number does not slip in a status that was never valid at its place:
 /// the history, with it inserted, must replay to where the chain stands.
 #[test]

@@ -1427,26 +1427,25 @@ impl Relay {
                 updates.push((tenant.clone(), Some((key, record, chain))));
                 continue;
             }
+            // Statuses travel apart (their own pushes, retries, custodians), so a later one
+            // from the same author can arrive first; its author's node checked both in its
+            // own order. Kept in the history at its place in that order, the chain replayed.
+            if let Some((at, chain)) = self.overtaken_at(store, &record, env) {
+                let mut record = record;
+                record.insert(at, chain, entry());
+                work.batch
+                    .put(Column::Statuses, key, records::encode(&record));
+                updates.push((tenant.clone(), None));
+                continue;
+            }
             match record.chain.apply_mirrored(party, code) {
                 Ok(chain) => updates.push((tenant.clone(), Some((key, record, chain)))),
-                Err(e) => match self.overtaken_at(store, &record, env) {
-                    // Statuses travel apart (their own pushes, retries, custodians), so a
-                    // later one from the same author can arrive first; the author's node
-                    // checked both in its own order. Kept in the history at its place.
-                    Some(at) => {
-                        let mut record = record;
-                        record.insert(at, entry());
-                        work.batch
-                            .put(Column::Statuses, key, records::encode(&record));
-                        updates.push((tenant.clone(), None));
-                    }
-                    // An earlier status from the same author may still be on its way.
-                    None if may_become_valid(&record.chain, code) => return Err(e.to_string()),
-                    None => receipts.push(Receipt::Refused {
-                        recipient: tenant.clone(),
-                        reason: e.to_string(),
-                    }),
-                },
+                // An earlier status from the same author may still be on its way.
+                Err(e) if may_become_valid(&record.chain, code) => return Err(e.to_string()),
+                Err(e) => receipts.push(Receipt::Refused {
+                    recipient: tenant.clone(),
+                    reason: e.to_string(),
+                }),
             }
         }
         for (tenant, update) in updates {
@@ -1469,22 +1468,27 @@ impl Relay {
     }
 
     /// Where status `env` belongs in `record`'s history when a later status from the same
-    /// author is already there (it overtook `env` on the way): before the first of them.
-    /// `None` unless the whole history, with `env` at that place, replays from the start to
-    /// where the chain stands (so a status that was never valid there cannot be slipped in
-    /// under a lower sequence number), `env` holds its place in its author's chain alone (no
-    /// equivocation), and the history is whole (not cut to [`MAX_STATUS_HISTORY`]). Called
-    /// only for a status the chain refused, so the history's envelopes are read on that
-    /// path alone.
+    /// author is already there (it overtook `env` on the way): before the first of them,
+    /// with the chain the history replays to in that order. `None` when nothing from its
+    /// author is later, or unless the whole history, with `env` at that place, replays from
+    /// the start (so a status that was never valid there cannot be slipped in under a lower
+    /// sequence number), `env` holds its place in its author's chain alone (no
+    /// equivocation), and the history is whole (not cut to [`MAX_STATUS_HISTORY`]). The
+    /// history's envelopes are read only when it holds an entry from `env`'s author.
     fn overtaken_at(
         &self,
         store: &impl StoreView,
         record: &StatusRecord,
         env: &SignedEnvelope,
-    ) -> Option<usize> {
+    ) -> Option<(usize, StatusChain)> {
         let body = env.body();
         let code = body.routing.status?;
-        if record.history.len() >= MAX_STATUS_HISTORY {
+        if record.history.len() >= MAX_STATUS_HISTORY
+            || !record
+                .history
+                .iter()
+                .any(|entry| entry.code.party() == code.party())
+        {
             return None;
         }
         let place = agency_seq_key(&body.from, body.seq);
@@ -1509,7 +1513,7 @@ impl Relay {
                 chain.apply_mirrored(code.party(), code)
             })
             .ok()?;
-        (replayed == record.chain).then_some(at)
+        Some((at, replayed))
     }
 
     /// Records the sender's sequence number; two envelopes for one place in a sender's

@@ -109,10 +109,11 @@ impl StatusRecord {
     }
 
     /// Puts a status that arrived after a later one from its author at index `at` of the
-    /// history (where it was applied in the author's order); the chain stays where the
-    /// later one took it. The history stays bounded: its oldest entry gives way, or, placed
-    /// before every entry of a full history, the status itself is not kept.
-    pub fn insert(&mut self, at: usize, entry: StatusEntry) {
+    /// history (where its author applied it), with `chain` the history replayed in that
+    /// order. The history stays bounded: its oldest entry gives way, or, placed before every
+    /// entry of a full history, the status itself is not kept.
+    pub fn insert(&mut self, at: usize, chain: StatusChain, entry: StatusEntry) {
+        self.chain = chain;
         let mut at = at.min(self.history.len());
         if self.history.len() >= MAX_STATUS_HISTORY {
             if at == 0 {
