@@ -555,6 +555,29 @@ fn pushed(actions: &[Action], to: &str) -> Vec<u8> {
         .unwrap_or_else(|| panic!("no push to {to} in {actions:#?}"))
 }
 
+/// The envelope of the push of `id` among `actions`.
+fn pushed_envelope(actions: &[Action], id: ContentId) -> Vec<u8> {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Send {
+                wire: Wire::Push { envelope },
+                ..
+            } if SignedEnvelope::decode(envelope).unwrap().id() == id => Some(envelope.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no push of {id} in {actions:#?}"))
+}
+
+/// Node `a`'s relay with one push in flight per node, silent or not.
+fn one_slot(custody_after_ms: u64) -> RelayConfig {
+    let mut config = RelayConfig::new(PA);
+    config.push_window = 1;
+    config.probe_window = 1;
+    config.custody_after_ms = custody_after_ms;
+    config
+}
+
 /// Every push-acknowledgement message, in order.
 fn acks(actions: &[Action]) -> Vec<Wire> {
     actions
@@ -718,16 +741,7 @@ fn status_round_trip(
     let acts = from.tick(at);
     let push = format!("send {to_peer} push");
     assert!(describe(&acts).iter().all(|a| a == &push), "{acts:#?}");
-    let envelope = acts
-        .iter()
-        .find_map(|a| match a {
-            Action::Send {
-                wire: Wire::Push { envelope },
-                ..
-            } if SignedEnvelope::decode(envelope).unwrap().id() == sid => Some(envelope.clone()),
-            _ => None,
-        })
-        .expect("the status is pushed");
+    let envelope = pushed_envelope(&acts, sid);
     assert_actions(&to.push(from_peer, &envelope, at), &["persist"]);
     let acts = to.commit(at);
     assert_eq!(
@@ -860,10 +874,7 @@ fn a_node_that_leaves_pushes_unanswered_gets_probes_until_it_answers_or_reconnec
 #[test]
 fn a_delivery_waiting_in_line_wakes_only_for_custody() {
     let r = roster();
-    let mut config = RelayConfig::new(PA);
-    config.push_window = 1;
-    config.probe_window = 1;
-    config.custody_after_ms = 60 * SECOND;
+    let config = one_slot(60 * SECOND);
     let custody_after = config.custody_after_ms;
     let mut a = Node::new(&r, config, &[g()]);
     a.submit(1, &g(), &[h()], T0);
@@ -907,10 +918,7 @@ fn a_delivery_waiting_in_line_wakes_only_for_custody() {
 #[test]
 fn a_push_after_a_long_wait_is_retried_soon_and_asks_no_custodian() {
     let r = roster();
-    let mut config = RelayConfig::new(PA);
-    config.push_window = 1;
-    config.probe_window = 1;
-    config.custody_after_ms = 2 * SECOND;
+    let config = one_slot(2 * SECOND);
     let base = config.retry_base_ms;
     let mut a = Node::new(&r, config, &[g()]);
     a.submit(1, &g(), &[h()], T0);
@@ -963,10 +971,7 @@ fn a_delivery_confirmed_by_a_pushed_status_lets_the_next_in_line_leave() {
 #[test]
 fn a_delivery_ending_on_its_way_out_of_the_line_lets_the_next_one_go() {
     let r = roster();
-    let mut config = RelayConfig::new(PA);
-    config.push_window = 1;
-    config.probe_window = 1;
-    config.custody_after_ms = 365 * DAY;
+    let mut config = one_slot(365 * DAY);
     config.max_age_ms = 5 * SECOND;
     let mut a = Node::new(&r, config, &[g()]);
     a.submit(1, &g(), &[h()], T0);
@@ -2113,19 +2118,7 @@ fn a_status_overtaken_on_the_way_is_kept_in_the_history_at_its_place() {
         posted.push(completed_id(&b.commit(t)));
     }
     let acts = b.tick(t + b.config.status_push_delay_ms);
-    let envelope_of = |sid: ContentId| {
-        acts.iter()
-            .find_map(|x| match x {
-                Action::Send {
-                    wire: Wire::Push { envelope },
-                    ..
-                } if SignedEnvelope::decode(envelope).unwrap().id() == sid => {
-                    Some(envelope.clone())
-                }
-                _ => None,
-            })
-            .expect("every status is pushed")
-    };
+    let envelope_of = |sid: ContentId| pushed_envelope(&acts, sid);
     // 05 is overtaken by 06 (04 → 06 is a valid step on its own).
     let at = t + b.config.status_push_delay_ms;
     for sid in [posted[0], posted[1], posted[3], posted[2]] {
@@ -2177,18 +2170,7 @@ fn statuses_valid_in_either_order_are_kept_in_their_authors_order() {
     let at = t + b.config.status_push_delay_ms;
     let acts = b.tick(at);
     for sid in [posted[1], posted[0]] {
-        let envelope = acts
-            .iter()
-            .find_map(|x| match x {
-                Action::Send {
-                    wire: Wire::Push { envelope },
-                    ..
-                } if SignedEnvelope::decode(envelope).unwrap().id() == sid => {
-                    Some(envelope.clone())
-                }
-                _ => None,
-            })
-            .expect("both are pushed");
+        let envelope = pushed_envelope(&acts, sid);
         assert_actions(&a.push(PB, &envelope, at), &["persist"]);
         a.commit(at);
     }
