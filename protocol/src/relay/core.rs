@@ -731,12 +731,14 @@ impl Relay {
             return;
         };
         self.due.remove(&(p.next_ms, id, recipient.clone()));
-        self.give_back_slot(&key);
+        // A slot is always held at the recipient's node in the roster in force (a roster
+        // change frees every slot), whose line is released below.
+        self.free_slot(&key);
         if let Some(node) = self.roster.agency(recipient).map(|a| a.node.clone())
             && let Some(flight) = self.flights.get_mut(&node)
         {
-            // Its place in `waiting`, if any, is skipped when reached. It may have been made
-            // due to take a free slot and not taken it yet: the next in line takes it.
+            // Its place in `waiting`, if any, is skipped when reached. Its slot, or the free
+            // one it was made due to take, goes to the next in line.
             flight.queued.remove(&key);
             self.release_waiting(&node);
         }
@@ -2096,15 +2098,6 @@ impl Relay {
             && let Some(flight) = self.flights.get_mut(&node)
         {
             flight.unanswered = flight.unanswered.saturating_sub(1);
-        }
-    }
-
-    /// Frees the slot delivery `key` holds (it ended, or cannot be pushed for now), and
-    /// lets the next one waiting in line at that node take it.
-    fn give_back_slot(&mut self, key: &(ContentId, AgencyId)) {
-        if let Some(node) = self.slots.get(key).cloned() {
-            self.free_slot(key);
-            self.release_waiting(&node);
         }
     }
 

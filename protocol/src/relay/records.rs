@@ -114,15 +114,10 @@ impl StatusRecord {
     /// entry of a full history, the status itself is not kept.
     pub fn insert(&mut self, at: usize, chain: StatusChain, entry: StatusEntry) {
         self.chain = chain;
-        let mut at = at.min(self.history.len());
-        if self.history.len() >= MAX_STATUS_HISTORY {
-            if at == 0 {
-                return;
-            }
+        self.history.insert(at.min(self.history.len()), entry);
+        if self.history.len() > MAX_STATUS_HISTORY {
             self.history.remove(0);
-            at -= 1;
         }
-        self.history.insert(at, entry);
     }
 }
 
