@@ -98,6 +98,20 @@ async fn run(send: &SendPath, concurrency: usize, docs: usize) -> (f64, Duration
     )
 }
 
+/// CPU time (user + system) this process has used so far, in seconds: with the rate, what
+/// one document costs the cores (`/proc/self/stat`, clock ticks of 10 ms).
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15: indices 11 and 12 from the state (field 3).
+    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+}
+
 fn main() {
     let docs: usize = std::env::var("LIENTHONG_BENCH_DOCS")
         .ok()
@@ -133,8 +147,11 @@ fn main() {
             });
             let send = SendPath::new(driver.clone(), store, roster());
             let docs = if concurrency == 1 { docs / 4 } else { docs };
+            let cpu_before = process_cpu_seconds();
             let (rate, p50, p99) = run(&send, concurrency, docs).await;
+            let cpu_us = (process_cpu_seconds() - cpu_before) * 1e6 / docs as f64;
             println!("send_1k_c{concurrency}_per_s: {rate:.0}");
+            println!("send_1k_c{concurrency}_cpu_us_per_doc: {cpu_us:.0}");
             println!(
                 "send_1k_c{concurrency}_ack_p50_ms: {:.2}",
                 p50.as_secs_f64() * 1e3

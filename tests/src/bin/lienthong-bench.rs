@@ -12,7 +12,7 @@
               figures is its purpose"
 )]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -450,6 +450,66 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
+/// CPU time (user + system, seconds) each live thread of a process has used so far, by
+/// thread id, with its name (`/proc/<pid>/task/<tid>/stat`).
+fn thread_cpu_seconds(pid: u32) -> anyhow::Result<BTreeMap<u32, (String, f64)>> {
+    let dir = format!("/proc/{pid}/task");
+    let mut threads = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
+        let entry = entry.with_context(|| format!("listing {dir}"))?;
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A thread that ended since the listing has nothing more to count.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = head.split_once('(').map_or("", |(_, n)| n).to_owned();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+        if let (Some(utime), Some(stime)) = (ticks(11), ticks(12)) {
+            threads.insert(tid, (name, (utime + stime) / 100.0));
+        }
+    }
+    Ok(threads)
+}
+
+/// What a node thread does, from its name: the async workers (HTTP API, libp2p, and the
+/// blocking pool's decoding and sealing: tokio names both `tokio-rt-worker`), the relay
+/// driver (relay core, signing), the store writer (RocksDB writes and fsyncs), RocksDB's
+/// background flushes and compactions, and the rest.
+fn thread_kind(name: &str) -> &'static str {
+    match name {
+        "tokio-rt-worker" | "tokio-runtime-w" => "workers",
+        "relay-driver" => "relay",
+        "store-writer" => "store",
+        n if n.starts_with("rocksdb") => "rocksdb_bg",
+        _ => "other",
+    }
+}
+
+/// CPU per document (µs) by [`thread_kind`] between two [`thread_cpu_seconds`] snapshots; a
+/// thread that started in between counts from zero, one that ended is left out.
+fn per_kind(
+    before: &BTreeMap<u32, (String, f64)>,
+    after: &BTreeMap<u32, (String, f64)>,
+    docs: f64,
+) -> BTreeMap<&'static str, f64> {
+    let mut kinds = BTreeMap::new();
+    for (tid, (name, seconds)) in after {
+        let start = before.get(tid).map_or(0.0, |(_, s)| *s);
+        *kinds.entry(thread_kind(name)).or_insert(0.0) += (seconds - start) * 1e6 / docs;
+    }
+    kinds
+}
+
 // ---------------------------------------------------------------------------------------
 // Ingest: lienthong's HTTP API against JetStream with fsync per message.
 
@@ -539,6 +599,9 @@ struct Run {
     /// CPU this process (the HTTP client) used per acknowledged document, in µs (lienthong
     /// runs only): with the node's, what one document costs the 2 cores.
     client_cpu_us: f64,
+    /// The node's CPU per acknowledged document by thread kind ([`thread_kind`]), in µs
+    /// (lienthong runs only): where the time goes, in every run.
+    node_threads_us: BTreeMap<&'static str, f64>,
 }
 
 /// Runs `concurrency` loops of `op` for `seconds`; each loop gets its index and a counter.
@@ -575,6 +638,7 @@ where
         lat,
         cpu_us: f64::NAN,
         client_cpu_us: f64::NAN,
+        node_threads_us: BTreeMap::new(),
     })
 }
 
@@ -693,6 +757,14 @@ async fn ingest_scenario(cli: &Cli, figures: &mut Figures) -> anyhow::Result<Vec
                 median(|r| r.client_cpu_us),
                 0,
             );
+            // The median run's (by rate) split: its threads' figures add up to its node CPU.
+            let split = l
+                .node_threads_us
+                .iter()
+                .map(|(kind, us)| format!("{kind} {us:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            figures.put(&format!("ingest_node_cpu_us_by_thread_{label}"), split);
             figures.num(&format!("jetstream_fsync_per_s_{label}"), j.per_s, 0);
             figures.num(
                 &format!("jetstream_p99_ms_{label}"),
@@ -809,6 +881,7 @@ impl IngestNode {
         }
         let (connections, template) = (Arc::new(connections), Arc::clone(template));
         let cpu_before = cpu_seconds(self.pid)?;
+        let threads_before = thread_cpu_seconds(self.pid)?;
         let client_before = cpu_seconds(std::process::id())?;
         let mut run = timed(concurrency, seconds, move |task, n| {
             let body = template.fill(&format!("{tag}-{task}-{n}"));
@@ -827,6 +900,7 @@ impl IngestNode {
         let docs = (run.lat.len() as f64).max(1.0);
         run.cpu_us = (cpu_seconds(self.pid)? - cpu_before) * 1e6 / docs;
         run.client_cpu_us = (cpu_seconds(std::process::id())? - client_before) * 1e6 / docs;
+        run.node_threads_us = per_kind(&threads_before, &thread_cpu_seconds(self.pid)?, docs);
         Ok(run)
     }
 }
@@ -2486,4 +2560,64 @@ fn latency_svg(latencies: &[(String, Vec<Duration>)]) -> anyhow::Result<String> 
     }
     svg.push_str("</svg>\n");
     Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn per_kind_adds_each_threads_cpu_since_the_first_snapshot_by_kind() {
+        let thread = |name: &str, seconds: f64| (name.to_owned(), seconds);
+        let before = BTreeMap::from([
+            (1, thread("lienthong", 1.0)),
+            (2, thread("tokio-rt-worker", 2.0)),
+            (3, thread("tokio-rt-worker", 3.0)),
+            (4, thread("relay-driver", 0.5)),
+            (9, thread("rocksdb:low", 0.1)),
+        ]);
+        let after = BTreeMap::from([
+            (1, thread("lienthong", 1.0)),
+            (2, thread("tokio-rt-worker", 2.5)),
+            (3, thread("tokio-rt-worker", 3.25)),
+            (4, thread("relay-driver", 1.0)),
+            // Started between the snapshots: all of its time counts.
+            (5, thread("rocksdb:high", 0.25)),
+            (6, thread("store-writer", 0.125)),
+        ]);
+        let kinds = per_kind(&before, &after, 1_000.0);
+        let us = |kind: &str| kinds.get(kind).copied();
+        assert_eq!(us("workers"), Some(750.0));
+        assert_eq!(us("relay"), Some(500.0));
+        assert_eq!(us("rocksdb_bg"), Some(250.0));
+        assert_eq!(us("store"), Some(125.0));
+        assert_eq!(us("other"), Some(0.0));
+        assert_eq!(kinds.len(), 5);
+    }
+
+    #[test]
+    fn thread_cpu_seconds_lists_this_process_threads_by_name() {
+        let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
+        let (stop_tx, stop_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let worker = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || {
+                started_tx.send(()).unwrap();
+                stop_rx.recv().ok();
+            })
+            .unwrap();
+        started_rx.recv().unwrap();
+        let threads = thread_cpu_seconds(std::process::id()).unwrap();
+        stop_tx.send(()).unwrap();
+        worker.join().unwrap();
+        assert!(
+            threads
+                .values()
+                .any(|(name, seconds)| name == "store-writer" && *seconds >= 0.0),
+            "{threads:?}"
+        );
+        assert_eq!(thread_kind("store-writer"), "store");
+        assert_eq!(thread_kind("rocksdb:high"), "rocksdb_bg");
+    }
 }
