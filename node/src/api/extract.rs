@@ -115,6 +115,16 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for JsonOrEdxml<T> {
 /// Deserializes JSON, naming the offending field: 400 for broken syntax, 422 for a
 /// well-formed body whose shape or values are wrong.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    // Plain serde_json first: tracking the path costs every request an allocation per
+    // field, and only a refused body needs it (parsed again below to name the field).
+    match serde_json::from_slice(bytes) {
+        Ok(value) => Ok(value),
+        Err(_) => parse_json_naming_the_field(bytes),
+    }
+}
+
+/// [`parse_json`] with the path to the offending field tracked (`serde_path_to_error`).
+fn parse_json_naming_the_field<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
