@@ -434,20 +434,21 @@ fn rss_mib(pid: u32, field: &str) -> anyhow::Result<f64> {
 fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) start at state (field 3).
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or_else(|| anyhow!("malformed /proc/{pid}/stat"))?;
+    parse_stat(&stat)
+        .map(|(_, seconds)| seconds)
+        .ok_or_else(|| anyhow!("malformed /proc/{pid}/stat"))
+}
+
+/// The name and CPU time (user + system, seconds) in a `/proc/.../stat` line.
+fn parse_stat(stat: &str) -> Option<(String, f64)> {
+    // The name is in parentheses and may hold spaces and parentheses itself; the fields
+    // after it start at the state (field 3).
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_owned();
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> anyhow::Result<f64> {
-        Ok(fields
-            .get(i)
-            .ok_or_else(|| anyhow!("short /proc/{pid}/stat"))?
-            .parse::<f64>()?)
-    };
-    // utime and stime are fields 14 and 15: indices 11 and 12 from state.
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    // utime and stime are fields 14 and 15: indices 11 and 12 from the state.
+    Some((name, (ticks(11)? + ticks(12)?) / 100.0))
 }
 
 /// CPU time (user + system, seconds) each live thread of a process has used so far, by
@@ -468,14 +469,8 @@ fn thread_cpu_seconds(pid: u32) -> anyhow::Result<BTreeMap<u32, (String, f64)>> 
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let name = head.split_once('(').map_or("", |(_, n)| n).to_owned();
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-        if let (Some(utime), Some(stime)) = (ticks(11), ticks(12)) {
-            threads.insert(tid, (name, (utime + stime) / 100.0));
+        if let Some(thread) = parse_stat(&stat) {
+            threads.insert(tid, thread);
         }
     }
     Ok(threads)
@@ -2594,6 +2589,16 @@ mod tests {
         assert_eq!(us("store"), Some(125.0));
         assert_eq!(us("other"), Some(0.0));
         assert_eq!(kinds.len(), 5);
+    }
+
+    #[test]
+    fn parse_stat_reads_the_name_and_utime_plus_stime() {
+        let stat = "4117 (tokio-rt) worker) S 1 4117 4117 0 -1 4194560 100 0 0 0 250 125 0 0";
+        assert_eq!(
+            parse_stat(stat),
+            Some(("tokio-rt) worker".to_owned(), 3.75))
+        );
+        assert_eq!(parse_stat("4117 (short) S 1 2"), None);
     }
 
     #[test]
