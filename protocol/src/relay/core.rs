@@ -1970,11 +1970,9 @@ impl Relay {
             };
             handled += 1;
             let pushed = pushes.contains(&(id, node)) || self.take_push_slot(node, &key);
-            let mut delay = if pushed {
-                self.backoff(attempts + 1, &id)
-            } else {
-                self.backoff(waits + 1, &id)
-            };
+            // This push, or this wake-up in line, counted apart (see `Pending::waits`).
+            let count = if pushed { attempts + 1 } else { waits + 1 };
+            let mut delay = self.backoff(count, &id);
             if role == Role::Origin && custodied {
                 delay = delay.max(self.config.retry_max_ms / 4);
             }
@@ -2013,9 +2011,9 @@ impl Relay {
             let at = now + delay;
             if let Some(p) = self.pending.get_mut(&key) {
                 if pushed {
-                    p.attempts = attempts + 1;
+                    p.attempts = count;
                 } else {
-                    p.waits = waits + 1;
+                    p.waits = count;
                 }
                 p.gossiped |= publish;
                 p.next_ms = at;
