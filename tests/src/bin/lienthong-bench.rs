@@ -482,7 +482,7 @@ fn thread_cpu_seconds(pid: u32) -> anyhow::Result<BTreeMap<u32, (String, f64)>> 
 /// background flushes and compactions, and the rest.
 fn thread_kind(name: &str) -> &'static str {
     match name {
-        "tokio-rt-worker" | "tokio-runtime-w" => "workers",
+        "tokio-rt-worker" => "workers",
         "relay-driver" => "relay",
         "store-writer" => "store",
         n if n.starts_with("rocksdb") => "rocksdb_bg",
